@@ -1,1 +1,458 @@
+//! The `extern "C"` runtime that kiln's compiled EVM code calls.
+//!
+//! Compiled code keeps the EVM stack in revm's own stack buffer and its remaining gas in a local
+//! counter. Everything it cannot (or should not) do inline goes through one of the functions here:
+//! host access (SLOAD, SSTORE, BALANCE, LOG, ...), KECCAK256, EXP, memory growth and the
+//! call/create suspension. They are the only place where compiled code touches Rust state.
+//!
+//! # The calling convention
+//! Every host builtin has the signature `extern "C" fn(*mut KilnCtx) -> u8`. Before the call the
+//! compiled code stores its stack height in [`KilnCtx::sp`] and its remaining gas in
+//! [`KilnCtx::gas`]; the builtin syncs both into the revm [`Interpreter`], runs revm's own
+//! implementation of the opcode (so dynamic gas, warm/cold accounting, refunds and halt reasons
+//! are revm's, not a second copy of them) and writes the new gas back. The return value is `0` to
+//! continue, otherwise the [`InstructionResult`] that ends the frame (including
+//! [`InstructionResult::Suspend`] for calls and creates, which revm turns into a child frame).
+//!
+//! The static part of every opcode's gas is charged by the compiled code itself, from
+//! [`revm::interpreter::instructions::gas_table_spec`]; revm's instruction functions charge only
+//! the dynamic part, so nothing is charged twice.
+//!
+//! Pure arithmetic helpers that cannot fail ([`kiln_div`], [`kiln_addmod`], ...) take a pointer to
+//! stack slots instead and never touch the context.
 
+#![warn(missing_docs)]
+
+use revm::{
+    interpreter::{
+        instructions::{arithmetic, block_info, contract, control, host, memory, stack, system, tx_info},
+        interpreter::EthInterpreter,
+        Host, InstructionContext, InstructionResult, Interpreter,
+    },
+    primitives::U256,
+};
+
+/// Status returned by compiled code (never by a builtin) when the frame must continue in the
+/// interpreter from [`KilnCtx::pc`], with the stack and gas in [`KilnCtx`] exactly as the
+/// interpreter would have them at that pc. Used for the cold paths of block-level checks, so that
+/// the interpreter, which is the specification, decides the exact halt reason.
+pub const STATUS_CONTINUE_IN_INTERPRETER: u8 = 0xFF;
+
+/// The signature of a host builtin.
+pub type HostBuiltin = unsafe extern "C" fn(*mut KilnCtx<'static>) -> u8;
+/// The signature of a pure stack builtin: operands start at the pointer (deepest first is *not*
+/// the order; see each function), the result is written in place.
+pub type StackBuiltin = unsafe extern "C" fn(*mut U256);
+/// The signature of a compiled EVM function.
+pub type CompiledFn = unsafe extern "C" fn(*mut KilnCtx<'_>) -> u8;
+
+/// The state shared between a compiled function, its builtins and the dispatcher.
+///
+/// The compiled code reads and writes only the first four fields, at the offsets given by the
+/// `OFFSET_*` constants; the layout is therefore `repr(C)` and checked by a test.
+#[repr(C)]
+#[derive(Debug)]
+pub struct KilnCtx<'h> {
+    /// Base of revm's stack buffer (capacity [`revm::interpreter::interpreter::STACK_LIMIT`]).
+    pub stack: *mut U256,
+    /// Number of items on the stack.
+    pub sp: u64,
+    /// Remaining gas.
+    pub gas: u64,
+    /// On entry: the pc to start or resume at. On a suspend or a hand-off to the interpreter: the
+    /// pc at which the interpreter state continues.
+    pub pc: u64,
+    /// The frame's interpreter.
+    pub interpreter: *mut Interpreter<EthInterpreter>,
+    /// The host (revm context) for this frame.
+    pub host: *mut (dyn Host + 'h),
+}
+
+/// Byte offset of [`KilnCtx::stack`].
+pub const OFFSET_STACK: u32 = 0;
+/// Byte offset of [`KilnCtx::sp`].
+pub const OFFSET_SP: u32 = 8;
+/// Byte offset of [`KilnCtx::gas`].
+pub const OFFSET_GAS: u32 = 16;
+/// Byte offset of [`KilnCtx::pc`].
+pub const OFFSET_PC: u32 = 24;
+
+type Ictx<'a, 'h> = InstructionContext<'a, dyn Host + 'h, EthInterpreter>;
+
+/// Runs one of revm's instruction functions on the frame behind `ctx`.
+///
+/// # Safety
+/// `ctx` must point to a live [`KilnCtx`] whose `interpreter` and `host` point to the frame being
+/// executed, with no other live references to them, and `sp` must not exceed the stack capacity.
+#[inline(always)]
+unsafe fn run_revm_op(
+    ctx: *mut KilnCtx<'_>,
+    op: impl for<'a, 'h> FnOnce(Ictx<'a, 'h>) -> Result<(), InstructionResult>,
+) -> u8 {
+    // SAFETY: the caller (compiled code, called by the dispatcher) guarantees `ctx` and the
+    // pointers inside it are valid and exclusively ours for the duration of the call.
+    let ctx = unsafe { &mut *ctx };
+    let interpreter = unsafe { &mut *ctx.interpreter };
+    let host = unsafe { &mut *ctx.host };
+    // SAFETY: the compiled code initialised every slot below `sp` (it only ever writes slots it
+    // then counts), and `sp` is within the buffer's capacity (checked before each section).
+    unsafe { interpreter.stack.data_mut().set_len(ctx.sp as usize) };
+    interpreter.gas.set_remaining(ctx.gas);
+    let result = op(InstructionContext { interpreter: &mut *interpreter, host });
+    ctx.sp = interpreter.stack.len() as u64;
+    ctx.gas = interpreter.gas.remaining();
+    match result {
+        Ok(()) => 0,
+        Err(r) => r as u8,
+    }
+}
+
+macro_rules! host_builtins {
+    ($( $(#[$doc:meta])* $name:ident => $op:expr; )*) => {
+        $(
+            $(#[$doc])*
+            ///
+            /// # Safety
+            /// Called only by compiled code with the context the dispatcher set up.
+            #[no_mangle]
+            pub unsafe extern "C" fn $name(ctx: *mut KilnCtx<'_>) -> u8 {
+                // SAFETY: forwarded from this function's contract.
+                unsafe { run_revm_op(ctx, |c| ($op)(c)) }
+            }
+        )*
+
+        /// Every host builtin by symbol name, for the JIT's symbol mapping and the AOT loader.
+        pub const HOST_BUILTINS: &[(&str, HostBuiltin)] = &[
+            $( (stringify!($name), $name as HostBuiltin), )*
+        ];
+    };
+}
+
+host_builtins! {
+    /// EXP (dynamic gas per exponent byte).
+    kiln_exp => arithmetic::exp;
+    /// KECCAK256.
+    kiln_keccak256 => system::keccak256;
+    /// ADDRESS.
+    kiln_address => system::address;
+    /// BALANCE.
+    kiln_balance => host::balance;
+    /// ORIGIN.
+    kiln_origin => tx_info::origin;
+    /// CALLER.
+    kiln_caller => system::caller;
+    /// CALLVALUE.
+    kiln_callvalue => system::callvalue;
+    /// CALLDATALOAD.
+    kiln_calldataload => system::calldataload;
+    /// CALLDATASIZE.
+    kiln_calldatasize => system::calldatasize;
+    /// CALLDATACOPY.
+    kiln_calldatacopy => system::calldatacopy;
+    /// CODESIZE.
+    kiln_codesize => system::codesize;
+    /// CODECOPY.
+    kiln_codecopy => system::codecopy;
+    /// GASPRICE.
+    kiln_gasprice => tx_info::gasprice;
+    /// EXTCODESIZE.
+    kiln_extcodesize => host::extcodesize;
+    /// EXTCODECOPY.
+    kiln_extcodecopy => host::extcodecopy;
+    /// RETURNDATASIZE.
+    kiln_returndatasize => system::returndatasize;
+    /// RETURNDATACOPY.
+    kiln_returndatacopy => system::returndatacopy;
+    /// EXTCODEHASH.
+    kiln_extcodehash => host::extcodehash;
+    /// BLOCKHASH.
+    kiln_blockhash => host::blockhash;
+    /// COINBASE.
+    kiln_coinbase => block_info::coinbase;
+    /// TIMESTAMP.
+    kiln_timestamp => block_info::timestamp;
+    /// NUMBER.
+    kiln_number => block_info::block_number;
+    /// DIFFICULTY / PREVRANDAO.
+    kiln_difficulty => block_info::difficulty;
+    /// GASLIMIT.
+    kiln_gaslimit => block_info::gaslimit;
+    /// CHAINID.
+    kiln_chainid => block_info::chainid;
+    /// SELFBALANCE.
+    kiln_selfbalance => host::selfbalance;
+    /// BASEFEE.
+    kiln_basefee => block_info::basefee;
+    /// BLOBHASH.
+    kiln_blobhash => tx_info::blob_hash;
+    /// BLOBBASEFEE.
+    kiln_blobbasefee => block_info::blob_basefee;
+    /// SLOTNUM (not active through Osaka; revm's function reports that).
+    kiln_slotnum => block_info::slot_num;
+    /// MLOAD (memory growth included).
+    kiln_mload => memory::mload;
+    /// MSTORE (memory growth included).
+    kiln_mstore => memory::mstore;
+    /// MSTORE8 (memory growth included).
+    kiln_mstore8 => memory::mstore8;
+    /// MSIZE.
+    kiln_msize => memory::msize;
+    /// MCOPY.
+    kiln_mcopy => memory::mcopy;
+    /// SLOAD.
+    kiln_sload => host::sload;
+    /// SSTORE (including the EIP-2200 stipend check against the exact remaining gas).
+    kiln_sstore => host::sstore;
+    /// TLOAD.
+    kiln_tload => host::tload;
+    /// TSTORE.
+    kiln_tstore => host::tstore;
+    /// DUPN (not active through Osaka; revm's function reports that).
+    kiln_dupn => stack::dupn;
+    /// SWAPN (not active through Osaka; revm's function reports that).
+    kiln_swapn => stack::swapn;
+    /// EXCHANGE (not active through Osaka; revm's function reports that).
+    kiln_exchange => stack::exchange;
+    /// LOG0.
+    kiln_log0 => host::log::<0, _>;
+    /// LOG1.
+    kiln_log1 => host::log::<1, _>;
+    /// LOG2.
+    kiln_log2 => host::log::<2, _>;
+    /// LOG3.
+    kiln_log3 => host::log::<3, _>;
+    /// LOG4.
+    kiln_log4 => host::log::<4, _>;
+    /// CREATE: suspends the frame with a create request.
+    kiln_create => contract::create::<false, _, _>;
+    /// CREATE2: suspends the frame with a create request.
+    kiln_create2 => contract::create::<true, _, _>;
+    /// CALL: suspends the frame with a call request.
+    kiln_call => contract::call::<0xF1, _, _>;
+    /// CALLCODE: suspends the frame with a call request.
+    kiln_callcode => contract::call::<0xF2, _, _>;
+    /// DELEGATECALL: suspends the frame with a call request.
+    kiln_delegatecall => contract::call::<0xF4, _, _>;
+    /// STATICCALL: suspends the frame with a call request.
+    kiln_staticcall => contract::call::<0xFA, _, _>;
+    /// RETURN.
+    kiln_return => control::ret;
+    /// REVERT.
+    kiln_revert => control::revert;
+    /// SELFDESTRUCT.
+    kiln_selfdestruct => host::selfdestruct;
+}
+
+/// The host builtin that implements `opcode`, if compiled code delegates that opcode.
+pub fn host_builtin_name(opcode: u8) -> Option<&'static str> {
+    use revm::bytecode::opcode::*;
+    Some(match opcode {
+        EXP => "kiln_exp",
+        KECCAK256 => "kiln_keccak256",
+        ADDRESS => "kiln_address",
+        BALANCE => "kiln_balance",
+        ORIGIN => "kiln_origin",
+        CALLER => "kiln_caller",
+        CALLVALUE => "kiln_callvalue",
+        CALLDATALOAD => "kiln_calldataload",
+        CALLDATASIZE => "kiln_calldatasize",
+        CALLDATACOPY => "kiln_calldatacopy",
+        CODESIZE => "kiln_codesize",
+        CODECOPY => "kiln_codecopy",
+        GASPRICE => "kiln_gasprice",
+        EXTCODESIZE => "kiln_extcodesize",
+        EXTCODECOPY => "kiln_extcodecopy",
+        RETURNDATASIZE => "kiln_returndatasize",
+        RETURNDATACOPY => "kiln_returndatacopy",
+        EXTCODEHASH => "kiln_extcodehash",
+        BLOCKHASH => "kiln_blockhash",
+        COINBASE => "kiln_coinbase",
+        TIMESTAMP => "kiln_timestamp",
+        NUMBER => "kiln_number",
+        DIFFICULTY => "kiln_difficulty",
+        GASLIMIT => "kiln_gaslimit",
+        CHAINID => "kiln_chainid",
+        SELFBALANCE => "kiln_selfbalance",
+        BASEFEE => "kiln_basefee",
+        BLOBHASH => "kiln_blobhash",
+        BLOBBASEFEE => "kiln_blobbasefee",
+        SLOTNUM => "kiln_slotnum",
+        MLOAD => "kiln_mload",
+        MSTORE => "kiln_mstore",
+        MSTORE8 => "kiln_mstore8",
+        MSIZE => "kiln_msize",
+        MCOPY => "kiln_mcopy",
+        SLOAD => "kiln_sload",
+        SSTORE => "kiln_sstore",
+        TLOAD => "kiln_tload",
+        TSTORE => "kiln_tstore",
+        DUPN => "kiln_dupn",
+        SWAPN => "kiln_swapn",
+        EXCHANGE => "kiln_exchange",
+        LOG0 => "kiln_log0",
+        LOG1 => "kiln_log1",
+        LOG2 => "kiln_log2",
+        LOG3 => "kiln_log3",
+        LOG4 => "kiln_log4",
+        CREATE => "kiln_create",
+        CREATE2 => "kiln_create2",
+        CALL => "kiln_call",
+        CALLCODE => "kiln_callcode",
+        DELEGATECALL => "kiln_delegatecall",
+        STATICCALL => "kiln_staticcall",
+        RETURN => "kiln_return",
+        REVERT => "kiln_revert",
+        SELFDESTRUCT => "kiln_selfdestruct",
+        _ => return None,
+    })
+}
+
+/// Looks up a host builtin's address by symbol name.
+pub fn host_builtin(name: &str) -> Option<HostBuiltin> {
+    HOST_BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+/// Reads two stack operands: `p` points at the deeper slot, `p + 1` at the top.
+///
+/// # Safety
+/// `p` and `p + 1` must be valid, initialised stack slots.
+#[inline(always)]
+unsafe fn operands2(p: *mut U256) -> (U256, U256) {
+    // SAFETY: forwarded from the caller.
+    unsafe { (*p.add(1), *p) }
+}
+
+/// DIV: `p + 1` is the top (dividend), `p` the divisor; the quotient replaces `*p`.
+///
+/// # Safety
+/// `p` and `p + 1` must be valid, initialised stack slots.
+#[no_mangle]
+pub unsafe extern "C" fn kiln_div(p: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    let (a, b) = unsafe { operands2(p) };
+    let r = if b.is_zero() { U256::ZERO } else { a.wrapping_div(b) };
+    unsafe { *p = r };
+}
+
+/// SDIV, laid out as [`kiln_div`].
+///
+/// # Safety
+/// `p` and `p + 1` must be valid, initialised stack slots.
+#[no_mangle]
+pub unsafe extern "C" fn kiln_sdiv(p: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    let (a, b) = unsafe { operands2(p) };
+    unsafe { *p = revm::interpreter::instructions::i256::i256_div(a, b) };
+}
+
+/// MOD, laid out as [`kiln_div`].
+///
+/// # Safety
+/// `p` and `p + 1` must be valid, initialised stack slots.
+#[no_mangle]
+pub unsafe extern "C" fn kiln_mod(p: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    let (a, b) = unsafe { operands2(p) };
+    let r = if b.is_zero() { U256::ZERO } else { a.wrapping_rem(b) };
+    unsafe { *p = r };
+}
+
+/// SMOD, laid out as [`kiln_div`].
+///
+/// # Safety
+/// `p` and `p + 1` must be valid, initialised stack slots.
+#[no_mangle]
+pub unsafe extern "C" fn kiln_smod(p: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    let (a, b) = unsafe { operands2(p) };
+    unsafe { *p = revm::interpreter::instructions::i256::i256_mod(a, b) };
+}
+
+/// ADDMOD: `p + 2` is the top (a), `p + 1` is b, `p` is the modulus; the result replaces `*p`.
+///
+/// # Safety
+/// `p`, `p + 1` and `p + 2` must be valid, initialised stack slots.
+#[no_mangle]
+pub unsafe extern "C" fn kiln_addmod(p: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { *p = (*p.add(2)).add_mod(*p.add(1), *p) };
+}
+
+/// MULMOD, laid out as [`kiln_addmod`].
+///
+/// # Safety
+/// `p`, `p + 1` and `p + 2` must be valid, initialised stack slots.
+#[no_mangle]
+pub unsafe extern "C" fn kiln_mulmod(p: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { *p = (*p.add(2)).mul_mod(*p.add(1), *p) };
+}
+
+/// Every pure stack builtin by symbol name.
+pub const STACK_BUILTINS: &[(&str, StackBuiltin)] = &[
+    ("kiln_div", kiln_div as StackBuiltin),
+    ("kiln_sdiv", kiln_sdiv as StackBuiltin),
+    ("kiln_mod", kiln_mod as StackBuiltin),
+    ("kiln_smod", kiln_smod as StackBuiltin),
+    ("kiln_addmod", kiln_addmod as StackBuiltin),
+    ("kiln_mulmod", kiln_mulmod as StackBuiltin),
+];
+
+/// The pure stack builtin that implements `opcode`, with its operand count.
+pub fn stack_builtin_name(opcode: u8) -> Option<(&'static str, usize)> {
+    use revm::bytecode::opcode::*;
+    Some(match opcode {
+        DIV => ("kiln_div", 2),
+        SDIV => ("kiln_sdiv", 2),
+        MOD => ("kiln_mod", 2),
+        SMOD => ("kiln_smod", 2),
+        ADDMOD => ("kiln_addmod", 3),
+        MULMOD => ("kiln_mulmod", 3),
+        _ => return None,
+    })
+}
+
+/// Every builtin symbol and its address, host and stack builtins alike.
+pub fn all_symbols() -> impl Iterator<Item = (&'static str, usize)> {
+    HOST_BUILTINS
+        .iter()
+        .map(|(n, f)| (*n, *f as usize))
+        .chain(STACK_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::offset_of;
+
+    #[test]
+    fn ctx_layout_matches_offsets() {
+        assert_eq!(offset_of!(KilnCtx, stack) as u32, OFFSET_STACK);
+        assert_eq!(offset_of!(KilnCtx, sp) as u32, OFFSET_SP);
+        assert_eq!(offset_of!(KilnCtx, gas) as u32, OFFSET_GAS);
+        assert_eq!(offset_of!(KilnCtx, pc) as u32, OFFSET_PC);
+    }
+
+    #[test]
+    fn every_delegated_opcode_has_a_builtin() {
+        for op in 0..=255u8 {
+            if let Some(name) = host_builtin_name(op) {
+                assert!(host_builtin(name).is_some(), "{name} missing for opcode {op:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn division_by_zero_is_zero() {
+        let mut slots = [U256::ZERO, U256::from(7)];
+        unsafe { kiln_div(slots.as_mut_ptr()) };
+        assert_eq!(slots[0], U256::ZERO);
+        let mut slots = [U256::from(2), U256::from(7)];
+        unsafe { kiln_div(slots.as_mut_ptr()) };
+        assert_eq!(slots[0], U256::from(3));
+        let mut slots = [U256::from(5), U256::from(7), U256::from(9)];
+        // (9 + 7) % 5 = 1
+        unsafe { kiln_addmod(slots.as_mut_ptr()) };
+        assert_eq!(slots[0], U256::from(1));
+    }
+}

@@ -1,1 +1,289 @@
+//! kiln's EVM compiler: bytecode analysis ([`analysis`]), lowering to LLVM IR, and two back ends:
+//! in-process JIT ([`JitFunction`]) and ahead-of-time shared libraries ([`aot`]).
+//!
+//! ```text
+//! bytecode ──analyze──> blocks + sections ──lower──> LLVM IR ──opt──> JIT memory | .o -> .so
+//! ```
+//!
+//! The compiled function has the signature [`kiln_builtins::CompiledFn`]. See `crates/evm` for the
+//! dispatcher that calls it.
 
+#![warn(missing_docs)]
+
+pub mod analysis;
+pub mod aot;
+mod jit;
+mod lower;
+
+pub use jit::JitFunction;
+
+use inkwell::{
+    context::Context,
+    module::Module,
+    passes::PassBuilderOptions,
+    targets::{CodeModel, InitializationConfig, RelocMode, Target, TargetMachine},
+    OptimizationLevel,
+};
+use lower::{LowerOptions, Linking};
+use revm::primitives::hardfork::SpecId;
+use std::sync::OnceLock;
+
+/// The version of the compiler's output. Part of every artifact key: artifacts built by another
+/// version are never loaded.
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+abi1");
+
+/// The newest spec the compiler supports. Frames of newer specs stay on the interpreter.
+pub const MAX_SPEC: SpecId = SpecId::OSAKA;
+
+/// Largest bytecode accepted by default: 2 x the EIP-7907 proposed limit, well above mainnet's
+/// 24 KiB, so that init code (up to 48 KiB) compiles.
+pub const DEFAULT_MAX_CODE_SIZE: usize = 128 * 1024;
+
+/// Name of the compiled function inside an AOT library.
+pub const AOT_ENTRY_SYMBOL: &str = "kiln_entry";
+
+/// Why a compilation did not produce code.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// The code is empty; there is nothing to compile (the frame stops immediately).
+    #[error("empty bytecode")]
+    Empty,
+    /// The code is larger than the configured limit.
+    #[error("bytecode of {size} bytes exceeds the compile limit of {limit} bytes")]
+    TooLarge {
+        /// Code size.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+    /// The spec is newer than the compiler supports.
+    #[error("spec {0:?} is not supported by this compiler (newest: {MAX_SPEC:?})")]
+    UnsupportedSpec(SpecId),
+    /// The code is EOF or an EIP-7702 delegation, not legacy bytecode.
+    #[error("not legacy bytecode: {0}")]
+    NotLegacy(&'static str),
+    /// LLVM reported an error.
+    #[error("LLVM: {0}")]
+    Llvm(String),
+    /// Linking or loading the shared library failed.
+    #[error("AOT: {0}")]
+    Aot(String),
+    /// An invariant of the compiler itself was broken.
+    #[error("internal compiler error: {0}")]
+    Internal(String),
+}
+
+/// LLVM optimisation level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OptLevel {
+    /// No optimisation (fastest compile).
+    O0,
+    /// Light optimisation.
+    O1,
+    /// The default.
+    #[default]
+    O2,
+    /// Aggressive optimisation.
+    O3,
+}
+
+impl OptLevel {
+    fn llvm(self) -> OptimizationLevel {
+        match self {
+            OptLevel::O0 => OptimizationLevel::None,
+            OptLevel::O1 => OptimizationLevel::Less,
+            OptLevel::O2 => OptimizationLevel::Default,
+            OptLevel::O3 => OptimizationLevel::Aggressive,
+        }
+    }
+
+    fn pipeline(self) -> &'static str {
+        match self {
+            OptLevel::O0 => "default<O0>",
+            OptLevel::O1 => "default<O1>",
+            OptLevel::O2 => "default<O2>",
+            OptLevel::O3 => "default<O3>",
+        }
+    }
+}
+
+impl std::str::FromStr for OptLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim_start_matches(['O', 'o']) {
+            "0" => Ok(Self::O0),
+            "1" => Ok(Self::O1),
+            "2" => Ok(Self::O2),
+            "3" => Ok(Self::O3),
+            _ => Err(format!("unknown optimisation level {s:?} (expected 0-3)")),
+        }
+    }
+}
+
+/// Compiler options.
+#[derive(Clone, Copy, Debug)]
+pub struct CompileOptions {
+    /// LLVM optimisation level.
+    pub opt_level: OptLevel,
+    /// Charge gas. Turning it off is only for trusted re-execution of known-good blocks; it is
+    /// never the default.
+    pub gas_metering: bool,
+    /// Emit run-time checks of the compiler's own invariants (traps on violation).
+    pub debug_assertions: bool,
+    /// Refuse code larger than this.
+    pub max_code_size: usize,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        Self {
+            opt_level: OptLevel::O2,
+            gas_metering: true,
+            debug_assertions: false,
+            max_code_size: DEFAULT_MAX_CODE_SIZE,
+        }
+    }
+}
+
+/// What `kiln compile --emit` can produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// Optimised LLVM IR, as text.
+    Ir,
+    /// Native assembly, as text.
+    Asm,
+    /// A relocatable object file.
+    Obj,
+    /// A loadable shared library.
+    So,
+}
+
+fn init_llvm() -> Result<(), CompileError> {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    INIT.get_or_init(|| Target::initialize_native(&InitializationConfig::default()))
+        .clone()
+        .map_err(CompileError::Llvm)
+}
+
+/// A target machine for the host, position independent so that objects link into shared
+/// libraries.
+pub(crate) fn host_target_machine(opt: OptLevel) -> Result<TargetMachine, CompileError> {
+    init_llvm()?;
+    let triple = TargetMachine::get_default_triple();
+    let target = Target::from_triple(&triple).map_err(|e| CompileError::Llvm(e.to_string()))?;
+    let cpu = TargetMachine::get_host_cpu_name();
+    let features = TargetMachine::get_host_cpu_features();
+    target
+        .create_target_machine(
+            &triple,
+            cpu.to_str().unwrap_or("generic"),
+            features.to_str().unwrap_or(""),
+            opt.llvm(),
+            RelocMode::PIC,
+            CodeModel::Default,
+        )
+        .ok_or_else(|| CompileError::Llvm(format!("no target machine for {triple}")))
+}
+
+/// The target description that goes into artifact keys: triple and CPU.
+pub fn host_target_id() -> String {
+    let triple = TargetMachine::get_default_triple();
+    let cpu = TargetMachine::get_host_cpu_name();
+    format!("{}-{}", triple.as_str().to_string_lossy(), cpu.to_string_lossy())
+}
+
+/// Validates `code` and `spec` before any LLVM work.
+fn check_input(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Result<(), CompileError> {
+    if code.is_empty() {
+        return Err(CompileError::Empty);
+    }
+    if code.len() > opts.max_code_size {
+        return Err(CompileError::TooLarge { size: code.len(), limit: opts.max_code_size });
+    }
+    if code.starts_with(&[0xEF, 0x01, 0x00]) {
+        return Err(CompileError::NotLegacy("EIP-7702 delegation designator"));
+    }
+    if !MAX_SPEC.is_enabled_in(spec) {
+        return Err(CompileError::UnsupportedSpec(spec));
+    }
+    Ok(())
+}
+
+/// Builds and optimises the module for `code` in `cx`.
+fn build_module<'ctx>(
+    cx: &'ctx Context,
+    code: &[u8],
+    spec: SpecId,
+    opts: &CompileOptions,
+    linking: Linking,
+    tm: &TargetMachine,
+) -> Result<Module<'ctx>, CompileError> {
+    check_input(code, spec, opts)?;
+    let analysis = analysis::analyze(code, spec);
+    let module = cx.create_module("kiln");
+    module.set_triple(&tm.get_triple());
+    module.set_data_layout(&tm.get_target_data().get_data_layout());
+    let lower_opts = LowerOptions {
+        gas_metering: opts.gas_metering,
+        debug_assertions: opts.debug_assertions,
+        linking,
+    };
+    lower::lower(cx, &module, &analysis, AOT_ENTRY_SYMBOL, lower_opts)?;
+    module.verify().map_err(|e| CompileError::Internal(format!("invalid IR: {}", e.to_string())))?;
+    module
+        .run_passes(opts.opt_level.pipeline(), tm, PassBuilderOptions::create())
+        .map_err(|e| CompileError::Llvm(e.to_string()))?;
+    Ok(module)
+}
+
+/// Compiles `code` for `spec` into executable memory in this process.
+pub fn compile_jit(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Result<JitFunction, CompileError> {
+    jit::compile(code, spec, opts)
+}
+
+/// Compiles `code` for `spec` and returns what `emit` asks for, as bytes.
+pub fn compile_to_bytes(code: &[u8], spec: SpecId, opts: &CompileOptions, emit: Emit) -> Result<Vec<u8>, CompileError> {
+    let tm = host_target_machine(opts.opt_level)?;
+    let cx = Context::create();
+    let module = build_module(&cx, code, spec, opts, Linking::PointerTable, &tm)?;
+    match emit {
+        Emit::Ir => Ok(module.print_to_string().to_bytes().to_vec()),
+        Emit::Asm | Emit::Obj => {
+            let ft = if emit == Emit::Asm {
+                inkwell::targets::FileType::Assembly
+            } else {
+                inkwell::targets::FileType::Object
+            };
+            let buf = tm.write_to_memory_buffer(&module, ft).map_err(|e| CompileError::Llvm(e.to_string()))?;
+            Ok(buf.as_slice().to_vec())
+        }
+        Emit::So => {
+            let obj = tm
+                .write_to_memory_buffer(&module, inkwell::targets::FileType::Object)
+                .map_err(|e| CompileError::Llvm(e.to_string()))?;
+            aot::link_shared(obj.as_slice())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_input_with_reasons() {
+        let o = CompileOptions::default();
+        assert!(matches!(compile_jit(&[], SpecId::CANCUN, &o), Err(CompileError::Empty)));
+        let big = vec![0x5b; o.max_code_size + 1];
+        assert!(matches!(compile_jit(&big, SpecId::CANCUN, &o), Err(CompileError::TooLarge { .. })));
+        assert!(matches!(compile_jit(&[0x00], SpecId::AMSTERDAM, &o), Err(CompileError::UnsupportedSpec(_))));
+    }
+
+    #[test]
+    fn emits_ir_with_the_entry_symbol() {
+        let ir = compile_to_bytes(&[0x60, 1, 0x60, 2, 0x01, 0x00], SpecId::CANCUN, &CompileOptions::default(), Emit::Ir)
+            .unwrap();
+        let ir = String::from_utf8(ir).unwrap();
+        assert!(ir.contains(AOT_ENTRY_SYMBOL), "{ir}");
+    }
+}

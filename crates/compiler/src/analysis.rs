@@ -1,0 +1,392 @@
+//! Bytecode analysis: decoding, JUMPDEST map, basic blocks and gas/stack sections.
+//!
+//! The analysis decides where compiled code may leave the static world:
+//! - A *block* starts at pc 0, at every JUMPDEST, after JUMPI, after a terminator and after a call
+//!   or create (a resume point). Code after a terminator that is not a JUMPDEST is unreachable and
+//!   is not compiled.
+//! - A *section* is a run of instructions inside a block whose static gas and stack bounds are
+//!   checked once, at its start. A section ends after every instruction that observes or changes
+//!   gas beyond its static cost (every host builtin, GAS), so that such an instruction sees exactly
+//!   the gas the interpreter would see (DESIGN.md §4). When a section's check fails, the compiled
+//!   code hands the frame to the interpreter at the section's first pc, and the interpreter, which
+//!   executes the section one instruction at a time, produces the exact halt reason.
+
+use revm::{
+    bytecode::opcode::{self, OpCode},
+    interpreter::{instructions::gas_table_spec, InstructionResult},
+    primitives::{hardfork::SpecId, U256},
+};
+
+/// The EVM's stack limit.
+pub const STACK_LIMIT: u64 = 1024;
+
+/// What one instruction does, as far as code generation is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstKind {
+    /// Lowered inline to LLVM IR.
+    Inline,
+    /// A pure stack builtin (DIV, MOD, ADDMOD, ...) with its operand count.
+    StackBuiltin(&'static str, usize),
+    /// A host builtin; ends the section. `suspends` for calls and creates.
+    HostBuiltin {
+        /// The builtin's symbol.
+        name: &'static str,
+        /// True for CALL*/CREATE*: the frame may return a call request here.
+        suspends: bool,
+    },
+    /// Always halts the frame with this result (after its static gas is charged).
+    Halt(InstructionResult),
+}
+
+/// One decoded instruction.
+#[derive(Clone, Debug)]
+pub struct Inst {
+    /// Its pc.
+    pub pc: u32,
+    /// Its opcode byte.
+    pub op: u8,
+    /// The PUSH immediate (zero-padded past the end of the code, as revm's padding does).
+    pub imm: U256,
+    /// How it is lowered.
+    pub kind: InstKind,
+    /// Static gas from the spec's gas table.
+    pub static_gas: u64,
+    /// Stack items it needs.
+    pub inputs: u16,
+    /// Stack items it leaves.
+    pub outputs: u16,
+    /// If this instruction starts a section: the section's checks.
+    pub section: Option<Section>,
+}
+
+/// The checks done once at a section's start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Section {
+    /// Sum of the static gas of the section's instructions.
+    pub gas: u64,
+    /// The stack height the section needs at its start.
+    pub min_height: u16,
+    /// The most the stack grows above its start height inside the section.
+    pub max_growth: u16,
+}
+
+/// How a block ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockEnd {
+    /// Falls through to the block starting at the next instruction (or off the end of the code,
+    /// which is STOP).
+    Fallthrough,
+    /// Ends with JUMP.
+    Jump,
+    /// Ends with JUMPI; falls through otherwise.
+    JumpI,
+    /// Ends with a call or create; resumes at the next instruction.
+    Suspend,
+    /// Ends with an instruction that always leaves the frame.
+    Exit,
+}
+
+/// A basic block.
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// Index range into [`Analysis::insts`].
+    pub start: usize,
+    /// One past the last instruction.
+    pub end: usize,
+    /// How it ends.
+    pub end_kind: BlockEnd,
+}
+
+/// The result of analysing one bytecode for one spec.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    /// The spec the analysis (gas, activations) is for.
+    pub spec: SpecId,
+    /// Code length in bytes.
+    pub code_len: usize,
+    /// Every decoded instruction, in pc order, reachable or not.
+    pub insts: Vec<Inst>,
+    /// Reachable blocks, in pc order.
+    pub blocks: Vec<Block>,
+    /// Valid jump destinations, exactly revm's legacy jump table.
+    pub jumpdests: Vec<u32>,
+    /// pcs at which a suspended frame resumes (the instruction after each call/create).
+    pub resume_pcs: Vec<u32>,
+    /// True if any JUMP/JUMPI has a target that is not a constant pushed just before it.
+    pub has_dynamic_jumps: bool,
+}
+
+impl Analysis {
+    /// Index of the block that starts at `pc`, if any.
+    pub fn block_at(&self, pc: u32) -> Option<usize> {
+        self.blocks
+            .binary_search_by_key(&pc, |b| self.insts[b.start].pc)
+            .ok()
+    }
+
+    /// Whether `pc` is a valid jump destination.
+    pub fn is_jumpdest(&self, pc: u32) -> bool {
+        self.jumpdests.binary_search(&pc).is_ok()
+    }
+}
+
+/// The spec in which an inline opcode became valid. Delegated opcodes are checked by revm itself.
+fn inline_activation(op: u8) -> SpecId {
+    match op {
+        opcode::SHL | opcode::SHR | opcode::SAR => SpecId::PETERSBURG,
+        opcode::PUSH0 => SpecId::SHANGHAI,
+        opcode::CLZ => SpecId::OSAKA,
+        _ => SpecId::FRONTIER,
+    }
+}
+
+fn classify(op: u8, spec: SpecId) -> InstKind {
+    use opcode::*;
+    if OpCode::new(op).is_none() {
+        return InstKind::Halt(InstructionResult::OpcodeNotFound);
+    }
+    if op == INVALID {
+        return InstKind::Halt(InstructionResult::InvalidFEOpcode);
+    }
+    if !spec.is_enabled_in(inline_activation(op)) {
+        return InstKind::Halt(InstructionResult::NotActivated);
+    }
+    if let Some((name, n)) = kiln_builtins::stack_builtin_name(op) {
+        return InstKind::StackBuiltin(name, n);
+    }
+    if let Some(name) = kiln_builtins::host_builtin_name(op) {
+        let suspends = matches!(op, CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2);
+        return InstKind::HostBuiltin { name, suspends };
+    }
+    InstKind::Inline
+}
+
+/// Whether an instruction always leaves the frame (so the rest of its block is unreachable).
+fn always_exits(op: u8, kind: InstKind, spec: SpecId) -> bool {
+    use opcode::*;
+    match kind {
+        InstKind::Halt(_) => true,
+        _ => match op {
+            STOP | RETURN | REVERT | SELFDESTRUCT => true,
+            // Not active through Osaka: revm's function reports NotActivated, and their immediate
+            // byte must not be decoded as an instruction (revm's jump analysis does not skip it).
+            DUPN | SWAPN | EXCHANGE | SLOTNUM => !spec.is_enabled_in(SpecId::AMSTERDAM),
+            _ => false,
+        },
+    }
+}
+
+/// revm's legacy JUMPDEST analysis: every 0x5B byte that is not PUSH data.
+fn jumpdests(code: &[u8]) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    while i < code.len() {
+        let op = code[i];
+        if op == opcode::JUMPDEST {
+            out.push(i as u32);
+            i += 1;
+        } else if (opcode::PUSH1..=opcode::PUSH32).contains(&op) {
+            i += (op - opcode::PUSH1) as usize + 2;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Analyses `code` for `spec`.
+pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
+    let gas_table = gas_table_spec(spec);
+    let jumpdests = jumpdests(code);
+
+    // Linear decode. Every reachable instruction lies on this decode: execution only enters code
+    // at pc 0 or a JUMPDEST, both of which are instruction boundaries here.
+    let mut insts = Vec::with_capacity(code.len());
+    let mut pc = 0usize;
+    while pc < code.len() {
+        let op = code[pc];
+        let kind = classify(op, spec);
+        let (inputs, outputs) = match kind {
+            InstKind::Halt(_) => (0, 0),
+            _ => OpCode::new(op).map(|o| (o.inputs() as u16, o.outputs() as u16)).unwrap_or((0, 0)),
+        };
+        let mut imm = U256::ZERO;
+        let mut size = 1usize;
+        if (opcode::PUSH1..=opcode::PUSH32).contains(&op) {
+            let n = (op - opcode::PUSH1) as usize + 1;
+            let mut bytes = [0u8; 32];
+            let avail = code.len().saturating_sub(pc + 1).min(n);
+            bytes[32 - n..32 - n + avail].copy_from_slice(&code[pc + 1..pc + 1 + avail]);
+            imm = U256::from_be_bytes(bytes);
+            size += n;
+        }
+        insts.push(Inst {
+            pc: pc as u32,
+            op,
+            imm,
+            kind,
+            static_gas: gas_table[op as usize] as u64,
+            inputs,
+            outputs,
+            section: None,
+        });
+        pc += size;
+    }
+
+    // Blocks: split the linear decode at leaders and ends, keep the reachable ones.
+    let mut blocks = Vec::new();
+    let mut resume_pcs = Vec::new();
+    let mut has_dynamic_jumps = false;
+    let mut i = 0usize;
+    // Whether control can fall into the instruction at `i` from the previous block.
+    let mut live = true;
+    while i < insts.len() {
+        let start = i;
+        let is_dest = insts[i].op == opcode::JUMPDEST;
+        let reachable = live || is_dest;
+        let mut end_kind = BlockEnd::Fallthrough;
+        loop {
+            let inst = &insts[i];
+            let op = inst.op;
+            i += 1;
+            if always_exits(op, inst.kind, spec) {
+                end_kind = BlockEnd::Exit;
+                break;
+            }
+            match (op, inst.kind) {
+                (opcode::JUMP, _) | (opcode::JUMPI, _) => {
+                    let constant = i >= 2 + start && is_push(insts[i - 2].op);
+                    if !constant && reachable {
+                        has_dynamic_jumps = true;
+                    }
+                    end_kind = if op == opcode::JUMP { BlockEnd::Jump } else { BlockEnd::JumpI };
+                    break;
+                }
+                (_, InstKind::HostBuiltin { suspends: true, .. }) => {
+                    end_kind = BlockEnd::Suspend;
+                    break;
+                }
+                _ => {}
+            }
+            if i >= insts.len() || insts[i].op == opcode::JUMPDEST {
+                break;
+            }
+        }
+        live = matches!(end_kind, BlockEnd::Fallthrough | BlockEnd::JumpI | BlockEnd::Suspend);
+        if reachable {
+            if end_kind == BlockEnd::Suspend {
+                // The resume pc is the next instruction, even past the end of the code (then the
+                // interpreter, or the compiled STOP at the end, finishes the frame).
+                let inst = &insts[i - 1];
+                resume_pcs.push(inst.pc + 1);
+            }
+            blocks.push(Block { start, end: i, end_kind });
+        }
+    }
+
+    // Sections.
+    for block in &blocks {
+        let mut j = block.start;
+        while j < block.end {
+            let first = j;
+            let mut s = Section::default();
+            let mut h: i32 = 0; // height relative to the section start
+            loop {
+                let inst = &insts[j];
+                s.gas += inst.static_gas;
+                let need = inst.inputs as i32 - h;
+                if need > s.min_height as i32 {
+                    s.min_height = need as u16;
+                }
+                h += inst.outputs as i32 - inst.inputs as i32;
+                if h > s.max_growth as i32 {
+                    s.max_growth = h as u16;
+                }
+                j += 1;
+                let ends = matches!(inst.kind, InstKind::HostBuiltin { .. }) || inst.op == opcode::GAS;
+                if ends || j >= block.end {
+                    break;
+                }
+            }
+            insts[first].section = Some(s);
+        }
+    }
+
+    Analysis {
+        spec,
+        code_len: code.len(),
+        insts,
+        blocks,
+        jumpdests,
+        resume_pcs,
+        has_dynamic_jumps,
+    }
+}
+
+fn is_push(op: u8) -> bool {
+    (opcode::PUSH0..=opcode::PUSH32).contains(&op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jumpdest_inside_push_data_is_not_valid() {
+        // PUSH2 0x5b5b, JUMPDEST
+        let a = analyze(&[0x61, 0x5b, 0x5b, 0x5b], SpecId::CANCUN);
+        assert_eq!(a.jumpdests, vec![3]);
+        assert_eq!(a.insts.len(), 2);
+    }
+
+    #[test]
+    fn truncated_push_is_zero_padded_on_the_right() {
+        let a = analyze(&[0x62, 0xab], SpecId::CANCUN);
+        assert_eq!(a.insts[0].imm, U256::from(0xab0000u64));
+    }
+
+    #[test]
+    fn code_after_stop_is_unreachable_unless_jumpdest() {
+        // STOP, ADD, JUMPDEST, STOP
+        let a = analyze(&[0x00, 0x01, 0x5b, 0x00], SpecId::CANCUN);
+        let starts: Vec<u32> = a.blocks.iter().map(|b| a.insts[b.start].pc).collect();
+        assert_eq!(starts, vec![0, 2]);
+    }
+
+    #[test]
+    fn sections_end_at_builtins_and_gas() {
+        // PUSH1 1, PUSH1 2, ADD, GAS, POP, PUSH1 0, SLOAD, POP, STOP
+        let code = [0x60, 1, 0x60, 2, 0x01, 0x5a, 0x50, 0x60, 0, 0x54, 0x50, 0x00];
+        let a = analyze(&code, SpecId::CANCUN);
+        let sections: Vec<(u32, Section)> =
+            a.insts.iter().filter_map(|i| i.section.map(|s| (i.pc, s))).collect();
+        assert_eq!(sections.len(), 3);
+        assert_eq!(sections[0].0, 0);
+        assert_eq!(sections[0].1, Section { gas: 3 + 3 + 3 + 2, min_height: 0, max_growth: 2 });
+        assert_eq!(sections[1].0, 6);
+        // POP(2) + PUSH1(3) + SLOAD(100 warm base in Berlin+)
+        assert_eq!(sections[1].1.gas, 2 + 3 + 100);
+        assert_eq!(sections[1].1.min_height, 1);
+    }
+
+    #[test]
+    fn push0_is_not_activated_before_shanghai() {
+        let a = analyze(&[0x5f], SpecId::MERGE);
+        assert_eq!(a.insts[0].kind, InstKind::Halt(InstructionResult::NotActivated));
+        let a = analyze(&[0x5f], SpecId::SHANGHAI);
+        assert_eq!(a.insts[0].kind, InstKind::Inline);
+    }
+
+    #[test]
+    fn calls_create_resume_points() {
+        // 7 x PUSH1 0, CALL, STOP
+        let mut code = vec![];
+        for _ in 0..7 {
+            code.extend([0x60, 0]);
+        }
+        code.extend([0xf1, 0x00]);
+        let a = analyze(&code, SpecId::CANCUN);
+        assert_eq!(a.resume_pcs, vec![15]);
+        assert!(a.block_at(15).is_some());
+    }
+}

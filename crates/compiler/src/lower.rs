@@ -1,0 +1,731 @@
+//! Lowering of an [`Analysis`] to LLVM IR.
+//!
+//! The generated function has the signature `i8 (ptr ctx)` where `ctx` is a
+//! [`kiln_builtins::KilnCtx`]. It works directly on revm's stack buffer; the stack height and the
+//! remaining gas live in locals that LLVM promotes to registers, and are written back to `ctx`
+//! before every builtin call and every exit. The return value is revm's `InstructionResult`
+//! (`0` never), or [`kiln_builtins::STATUS_CONTINUE_IN_INTERPRETER`].
+
+use crate::{
+    analysis::{Analysis, BlockEnd, InstKind, STACK_LIMIT},
+    CompileError,
+};
+use inkwell::{
+    values::BasicValue,
+    basic_block::BasicBlock,
+    builder::Builder,
+    context::Context,
+    intrinsics::Intrinsic,
+    module::{Linkage, Module},
+    types::{FunctionType, IntType},
+    values::{FunctionValue, IntValue, PhiValue, PointerValue},
+    AddressSpace, IntPredicate,
+};
+use kiln_builtins::{OFFSET_GAS, OFFSET_PC, OFFSET_SP, OFFSET_STACK, STATUS_CONTINUE_IN_INTERPRETER};
+use revm::{bytecode::opcode, interpreter::InstructionResult, primitives::U256};
+use std::num::NonZeroU32;
+
+/// How builtins are reached from the generated code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Linking {
+    /// Direct calls to external functions; the JIT maps each symbol to its address.
+    Direct,
+    /// Calls through a pointer global per builtin, `kiln_rt_<symbol>`, which the AOT loader fills
+    /// in by symbol name after loading the shared library. The host executable need not export
+    /// anything.
+    PointerTable,
+}
+
+/// Options that change the generated code.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LowerOptions {
+    pub gas_metering: bool,
+    pub debug_assertions: bool,
+    pub linking: Linking,
+}
+
+/// Name of the prefix of AOT pointer globals.
+pub(crate) const POINTER_PREFIX: &str = "kiln_rt_";
+
+type Res<T> = Result<T, CompileError>;
+
+fn llvm<T, E: std::fmt::Display>(r: Result<T, E>) -> Res<T> {
+    r.map_err(|e| CompileError::Llvm(e.to_string()))
+}
+
+struct Lowerer<'a, 'ctx> {
+    cx: &'ctx Context,
+    module: &'a Module<'ctx>,
+    b: Builder<'ctx>,
+    a: &'a Analysis,
+    opts: LowerOptions,
+    func: FunctionValue<'ctx>,
+    i1: IntType<'ctx>,
+    i8: IntType<'ctx>,
+    i64: IntType<'ctx>,
+    i256: IntType<'ctx>,
+    ctx_ptr: PointerValue<'ctx>,
+    stack_base: PointerValue<'ctx>,
+    sp_var: PointerValue<'ctx>,
+    gas_var: PointerValue<'ctx>,
+    exit_bb: BasicBlock<'ctx>,
+    exit_phi: PhiValue<'ctx>,
+    block_bbs: Vec<BasicBlock<'ctx>>,
+    /// Block for a frame that runs off the end of the code (STOP).
+    end_bb: BasicBlock<'ctx>,
+    /// Shared dispatch for dynamic jumps, with the target as a phi.
+    dyn_jump: Option<(BasicBlock<'ctx>, PhiValue<'ctx>)>,
+    host_fn_ty: FunctionType<'ctx>,
+    stack_fn_ty: FunctionType<'ctx>,
+    // Per-block state: the stack height at block entry, the stack pointer at that height, and
+    // the static offset from it.
+    sp0: Option<IntValue<'ctx>>,
+    base: Option<PointerValue<'ctx>>,
+    off: i64,
+}
+
+/// Lowers `analysis` into a new function named `name` in `module`.
+pub(crate) fn lower<'ctx>(
+    cx: &'ctx Context,
+    module: &Module<'ctx>,
+    analysis: &Analysis,
+    name: &str,
+    opts: LowerOptions,
+) -> Res<FunctionValue<'ctx>> {
+    let i8 = cx.i8_type();
+    let i64 = cx.i64_type();
+    let i256 = cx.custom_width_int_type(NonZeroU32::new(256).unwrap()).map_err(|e| CompileError::Llvm(e.into()))?;
+    let ptr = cx.ptr_type(AddressSpace::default());
+    let fn_ty = i8.fn_type(&[ptr.into()], false);
+    let func = module.add_function(name, fn_ty, Some(Linkage::External));
+    let b = cx.create_builder();
+
+    let entry = cx.append_basic_block(func, "entry");
+    let exit_bb = cx.append_basic_block(func, "exit");
+    let end_bb = cx.append_basic_block(func, "end_of_code");
+    b.position_at_end(exit_bb);
+    let exit_phi = llvm(b.build_phi(i8, "status"))?;
+
+    b.position_at_end(entry);
+    let ctx_ptr = func.get_nth_param(0).unwrap().into_pointer_value();
+    let sp_var = llvm(b.build_alloca(i64, "sp"))?;
+    let gas_var = llvm(b.build_alloca(i64, "gas"))?;
+
+    let mut l = Lowerer {
+        cx,
+        module,
+        b,
+        a: analysis,
+        opts,
+        func,
+        i1: cx.bool_type(),
+        i8,
+        i64,
+        i256,
+        ctx_ptr,
+        stack_base: ptr.const_null(),
+        sp_var,
+        gas_var,
+        exit_bb,
+        exit_phi,
+        block_bbs: Vec::new(),
+        end_bb,
+        dyn_jump: None,
+        host_fn_ty: i8.fn_type(&[ptr.into()], false),
+        stack_fn_ty: cx.void_type().fn_type(&[ptr.into()], false),
+        sp0: None,
+        base: None,
+        off: 0,
+    };
+    l.emit_entry()?;
+    l.emit_exit()?;
+    for i in 0..analysis.blocks.len() {
+        l.emit_block(i)?;
+    }
+    l.emit_end_of_code()?;
+    l.emit_dyn_jump()?;
+    Ok(func)
+}
+
+impl<'a, 'ctx> Lowerer<'a, 'ctx> {
+    fn ctx_field(&self, offset: u32, name: &str) -> Res<PointerValue<'ctx>> {
+        // SAFETY (LLVM IR semantics, not Rust): the offsets are KilnCtx's repr(C) layout.
+        unsafe {
+            llvm(self.b.build_in_bounds_gep(
+                self.i8,
+                self.ctx_ptr,
+                &[self.i64.const_int(offset as u64, false)],
+                name,
+            ))
+        }
+    }
+
+    fn load_i64(&self, p: PointerValue<'ctx>, name: &str) -> Res<IntValue<'ctx>> {
+        Ok(llvm(self.b.build_load(self.i64, p, name))?.into_int_value())
+    }
+
+    fn store<V: inkwell::values::BasicValue<'ctx>>(&self, p: PointerValue<'ctx>, v: V) -> Res<()> {
+        llvm(self.b.build_store(p, v))?;
+        Ok(())
+    }
+
+    fn emit_entry(&mut self) -> Res<()> {
+        let ptr = self.cx.ptr_type(AddressSpace::default());
+        let stack_field = self.ctx_field(OFFSET_STACK, "stack.field")?;
+        self.stack_base = llvm(self.b.build_load(ptr, stack_field, "stack"))?.into_pointer_value();
+        let sp = self.load_i64(self.ctx_field(OFFSET_SP, "sp.field")?, "sp.in")?;
+        self.store(self.sp_var, sp)?;
+        let gas = self.load_i64(self.ctx_field(OFFSET_GAS, "gas.field")?, "gas.in")?;
+        self.store(self.gas_var, gas)?;
+        let pc = self.load_i64(self.ctx_field(OFFSET_PC, "pc.field")?, "pc.in")?;
+
+        for (i, _) in self.a.blocks.iter().enumerate() {
+            let pc = self.a.insts[self.a.blocks[i].start].pc;
+            let bb = self.cx.append_basic_block(self.func, &format!("pc{pc}"));
+            self.block_bbs.push(bb);
+        }
+
+        // Entry at pc 0 or at a resume point; anything else continues in the interpreter.
+        let unknown = self.cx.append_basic_block(self.func, "unknown_entry");
+        let mut cases = Vec::new();
+        let start = match self.a.block_at(0) {
+            Some(i) => self.block_bbs[i],
+            None => self.end_bb,
+        };
+        cases.push((self.i64.const_zero(), start));
+        for &rpc in &self.a.resume_pcs {
+            let target = match self.a.block_at(rpc) {
+                Some(i) => self.block_bbs[i],
+                None => self.end_bb,
+            };
+            cases.push((self.i64.const_int(rpc as u64, false), target));
+        }
+        llvm(self.b.build_switch(pc, unknown, &cases))?;
+        self.b.position_at_end(unknown);
+        self.exit_with(STATUS_CONTINUE_IN_INTERPRETER)?;
+        Ok(())
+    }
+
+    fn emit_exit(&mut self) -> Res<()> {
+        self.b.position_at_end(self.exit_bb);
+        let sp = self.load_i64(self.sp_var, "sp.out")?;
+        self.store(self.ctx_field(OFFSET_SP, "sp.field")?, sp)?;
+        let gas = self.load_i64(self.gas_var, "gas.out")?;
+        self.store(self.ctx_field(OFFSET_GAS, "gas.field")?, gas)?;
+        llvm(self.b.build_return(Some(&self.exit_phi.as_basic_value())))?;
+        Ok(())
+    }
+
+    /// Branches to the common exit with `status`; the current sp must already be in `sp_var`.
+    fn exit_with(&mut self, status: u8) -> Res<()> {
+        let bb = self.b.get_insert_block().unwrap();
+        self.exit_phi.add_incoming(&[(&self.i8.const_int(status as u64, false), bb)]);
+        llvm(self.b.build_unconditional_branch(self.exit_bb))?;
+        Ok(())
+    }
+
+    fn exit_result(&mut self, r: InstructionResult) -> Res<()> {
+        self.sync_sp()?;
+        self.exit_with(r as u8)
+    }
+
+    fn emit_end_of_code(&mut self) -> Res<()> {
+        self.b.position_at_end(self.end_bb);
+        self.exit_with(InstructionResult::Stop as u8)
+    }
+
+    /// The current stack height as an IR value.
+    fn cur_sp(&self) -> Res<IntValue<'ctx>> {
+        let sp0 = self.sp0.unwrap();
+        if self.off == 0 {
+            return Ok(sp0);
+        }
+        llvm(self.b.build_int_add(sp0, self.i64.const_int(self.off as u64, true), "sp.cur"))
+    }
+
+    fn sync_sp(&self) -> Res<()> {
+        let sp = self.cur_sp()?;
+        self.store(self.sp_var, sp)
+    }
+
+    /// Address of the stack item `k` below the top (0 = top).
+    fn slot(&self, k: i64) -> Res<PointerValue<'ctx>> {
+        let idx = self.off - 1 - k;
+        // SAFETY (IR): section checks guarantee 0 <= sp0 + idx < 1024.
+        unsafe {
+            llvm(self.b.build_gep(
+                self.i256,
+                self.base.unwrap(),
+                &[self.i64.const_int(idx as u64, true)],
+                "slot",
+            ))
+        }
+    }
+
+    fn peek(&self, k: i64) -> Res<IntValue<'ctx>> {
+        let p = self.slot(k)?;
+        let v = llvm(self.b.build_load(self.i256, p, "v"))?;
+        if let Some(inst) = v.as_instruction_value() {
+            let _ = inst.set_alignment(8);
+        }
+        Ok(v.into_int_value())
+    }
+
+    fn poke(&self, k: i64, v: IntValue<'ctx>) -> Res<()> {
+        let p = self.slot(k)?;
+        let st = llvm(self.b.build_store(p, v))?;
+        let _ = st.set_alignment(8);
+        Ok(())
+    }
+
+    fn push(&mut self, v: IntValue<'ctx>) -> Res<()> {
+        self.off += 1;
+        self.poke(0, v)
+    }
+
+    fn const256(&self, v: U256) -> IntValue<'ctx> {
+        self.i256.const_int_arbitrary_precision(v.as_limbs())
+    }
+
+    fn expect(&self, cond: IntValue<'ctx>, expected: bool) -> Res<IntValue<'ctx>> {
+        let f = Intrinsic::find("llvm.expect")
+            .and_then(|i| i.get_declaration(self.module, &[self.i1.into()]))
+            .ok_or_else(|| CompileError::Llvm("llvm.expect.i1 not found".into()))?;
+        let r = llvm(self.b.build_call(
+            f,
+            &[cond.into(), self.i1.const_int(expected as u64, false).into()],
+            "expect",
+        ))?;
+        Ok(r.try_as_basic_value().unwrap_basic().into_int_value())
+    }
+
+    fn intrinsic(&self, name: &str, ty: IntType<'ctx>) -> Res<FunctionValue<'ctx>> {
+        Intrinsic::find(name)
+            .and_then(|i| i.get_declaration(self.module, &[ty.into()]))
+            .ok_or_else(|| CompileError::Llvm(format!("intrinsic {name} not found")))
+    }
+
+    /// The callee for builtin `name` of type `ty`.
+    fn builtin(&self, name: &str, ty: FunctionType<'ctx>) -> Res<PointerValue<'ctx>> {
+        let ptr_ty = self.cx.ptr_type(AddressSpace::default());
+        match self.opts.linking {
+            Linking::Direct => {
+                let f = self
+                    .module
+                    .get_function(name)
+                    .unwrap_or_else(|| self.module.add_function(name, ty, Some(Linkage::External)));
+                Ok(f.as_global_value().as_pointer_value())
+            }
+            Linking::PointerTable => {
+                let gname = format!("{POINTER_PREFIX}{name}");
+                let g = match self.module.get_global(&gname) {
+                    Some(g) => g,
+                    None => {
+                        let g = self.module.add_global(ptr_ty, None, &gname);
+                        g.set_initializer(&ptr_ty.const_null());
+                        g.set_linkage(Linkage::External);
+                        g
+                    }
+                };
+                Ok(llvm(self.b.build_load(ptr_ty, g.as_pointer_value(), name))?.into_pointer_value())
+            }
+        }
+    }
+
+    fn emit_block(&mut self, bi: usize) -> Res<()> {
+        let block = self.a.blocks[bi].clone();
+        self.b.position_at_end(self.block_bbs[bi]);
+        let sp0 = self.load_i64(self.sp_var, "sp0")?;
+        self.sp0 = Some(sp0);
+        // SAFETY (IR): sp0 <= 1024 and the buffer holds 1024 items.
+        self.base = Some(unsafe { llvm(self.b.build_gep(self.i256, self.stack_base, &[sp0], "base"))? });
+        self.off = 0;
+
+        for idx in block.start..block.end {
+            let inst = &self.a.insts[idx];
+            if let Some(section) = inst.section {
+                self.emit_section_check(inst.pc, section)?;
+            }
+            let is_last = idx + 1 == block.end;
+            // A constant jump target pushed by the previous instruction in this block.
+            let const_target = if idx > block.start && (inst.op == opcode::JUMP || inst.op == opcode::JUMPI) {
+                let prev = &self.a.insts[idx - 1];
+                is_push(prev.op).then_some(prev.imm)
+            } else {
+                None
+            };
+            match inst.kind {
+                InstKind::Halt(r) => {
+                    self.exit_result(r)?;
+                    return Ok(());
+                }
+                InstKind::StackBuiltin(name, n) => {
+                    let f = self.builtin(name, self.stack_fn_ty)?;
+                    let p = self.slot(n as i64 - 1)?;
+                    llvm(self.b.build_indirect_call(self.stack_fn_ty, f, &[p.into()], ""))?;
+                    self.off -= n as i64 - 1;
+                }
+                InstKind::HostBuiltin { name, suspends } => {
+                    self.emit_host_call(inst.pc, inst.op, name, suspends, inst.inputs, inst.outputs, is_last, block.end_kind)?;
+                    if block.end_kind == BlockEnd::Exit && is_last {
+                        return Ok(());
+                    }
+                }
+                InstKind::Inline => {
+                    if self.emit_inline(inst.pc, inst.op, inst.imm, const_target, bi)? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        // Fell through the end of the block.
+        self.sync_sp()?;
+        let next_pc = self.a.insts.get(block.end).map(|i| i.pc);
+        let target = match next_pc.and_then(|pc| self.a.block_at(pc)) {
+            Some(i) => self.block_bbs[i],
+            None => self.end_bb,
+        };
+        llvm(self.b.build_unconditional_branch(target))?;
+        Ok(())
+    }
+
+    fn emit_section_check(&mut self, pc: u32, s: crate::analysis::Section) -> Res<()> {
+        let mut ok: Option<IntValue<'ctx>> = None;
+        let and = |l: &Self, ok: Option<IntValue<'ctx>>, c: IntValue<'ctx>| -> Res<IntValue<'ctx>> {
+            match ok {
+                None => Ok(c),
+                Some(o) => llvm(l.b.build_and(o, c, "ok")),
+            }
+        };
+        let sp = self.cur_sp()?;
+        if s.min_height > 0 {
+            let c = llvm(self.b.build_int_compare(
+                IntPredicate::UGE,
+                sp,
+                self.i64.const_int(s.min_height as u64, false),
+                "stack.under.ok",
+            ))?;
+            ok = Some(and(self, ok, c)?);
+        }
+        if s.max_growth > 0 {
+            let c = llvm(self.b.build_int_compare(
+                IntPredicate::ULE,
+                sp,
+                self.i64.const_int(STACK_LIMIT - s.max_growth as u64, false),
+                "stack.over.ok",
+            ))?;
+            ok = Some(and(self, ok, c)?);
+        }
+        let mut new_gas = None;
+        if self.opts.gas_metering && s.gas > 0 {
+            let gas = self.load_i64(self.gas_var, "gas")?;
+            let cost = self.i64.const_int(s.gas, false);
+            let c = llvm(self.b.build_int_compare(IntPredicate::UGE, gas, cost, "gas.ok"))?;
+            ok = Some(and(self, ok, c)?);
+            new_gas = Some(llvm(self.b.build_int_sub(gas, cost, "gas.left"))?);
+        }
+        if let Some(ok) = ok {
+            let ok = self.expect(ok, true)?;
+            let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.go"));
+            let bail = self.cx.append_basic_block(self.func, &format!("pc{pc}.to_interp"));
+            llvm(self.b.build_conditional_branch(ok, cont, bail))?;
+            self.b.position_at_end(bail);
+            self.sync_sp()?;
+            self.store(self.ctx_field(OFFSET_PC, "pc.field")?, self.i64.const_int(pc as u64, false))?;
+            self.exit_with(STATUS_CONTINUE_IN_INTERPRETER)?;
+            self.b.position_at_end(cont);
+        }
+        if let Some(g) = new_gas {
+            self.store(self.gas_var, g)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_host_call(
+        &mut self,
+        pc: u32,
+        op: u8,
+        name: &str,
+        suspends: bool,
+        inputs: u16,
+        outputs: u16,
+        is_last: bool,
+        end_kind: BlockEnd,
+    ) -> Res<()> {
+        let sp = self.cur_sp()?;
+        self.store(self.ctx_field(OFFSET_SP, "sp.field")?, sp)?;
+        let gas = self.load_i64(self.gas_var, "gas")?;
+        self.store(self.ctx_field(OFFSET_GAS, "gas.field")?, gas)?;
+        let exits = is_last && end_kind == BlockEnd::Exit;
+        if suspends || exits {
+            // Where the interpreter state continues if this call suspends the frame (or, for an
+            // instruction that should always leave, unexpectedly does not).
+            self.store(self.ctx_field(OFFSET_PC, "pc.field")?, self.i64.const_int(pc as u64 + 1, false))?;
+        }
+        let f = self.builtin(name, self.host_fn_ty)?;
+        let status = llvm(self.b.build_indirect_call(self.host_fn_ty, f, &[self.ctx_ptr.into()], "status"))?
+            .try_as_basic_value()
+            .unwrap_basic()
+            .into_int_value();
+        if exits {
+            // RETURN, REVERT, SELFDESTRUCT and the not-yet-active opcodes always leave; the
+            // builtin synced ctx. A 0 status would mean "continue": hand that to the interpreter.
+            let is_zero = llvm(self.b.build_int_compare(IntPredicate::EQ, status, self.i8.const_zero(), "cont"))?;
+            let fixed = llvm(self.b.build_select(
+                is_zero,
+                self.i8.const_int(STATUS_CONTINUE_IN_INTERPRETER as u64, false),
+                status,
+                "status.out",
+            ))?;
+            llvm(self.b.build_return(Some(&fixed)))?;
+            return Ok(());
+        }
+        let failed = llvm(self.b.build_int_compare(IntPredicate::NE, status, self.i8.const_zero(), "failed"))?;
+        let failed = self.expect(failed, false)?;
+        let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.after"));
+        let bail = self.cx.append_basic_block(self.func, &format!("pc{pc}.leave"));
+        llvm(self.b.build_conditional_branch(failed, bail, cont))?;
+        self.b.position_at_end(bail);
+        // The builtin already synced sp/gas (and pc for suspends) into ctx and the interpreter.
+        llvm(self.b.build_return(Some(&status)))?;
+        self.b.position_at_end(cont);
+        let gas = self.load_i64(self.ctx_field(OFFSET_GAS, "gas.field")?, "gas.after")?;
+        self.store(self.gas_var, gas)?;
+        self.off += outputs as i64 - inputs as i64;
+        if self.opts.debug_assertions {
+            let actual = self.load_i64(self.ctx_field(OFFSET_SP, "sp.field")?, "sp.actual")?;
+            let expected = self.cur_sp()?;
+            let bad = llvm(self.b.build_int_compare(IntPredicate::NE, actual, expected, "sp.bad"))?;
+            let trap_bb = self.cx.append_basic_block(self.func, &format!("pc{pc}.assert"));
+            let ok_bb = self.cx.append_basic_block(self.func, &format!("pc{pc}.asserted"));
+            llvm(self.b.build_conditional_branch(bad, trap_bb, ok_bb))?;
+            self.b.position_at_end(trap_bb);
+            let trap = self.intrinsic_void("llvm.trap")?;
+            llvm(self.b.build_call(trap, &[], ""))?;
+            llvm(self.b.build_unreachable())?;
+            self.b.position_at_end(ok_bb);
+        }
+        let _ = op;
+        Ok(())
+    }
+
+    fn intrinsic_void(&self, name: &str) -> Res<FunctionValue<'ctx>> {
+        Intrinsic::find(name)
+            .and_then(|i| i.get_declaration(self.module, &[]))
+            .ok_or_else(|| CompileError::Llvm(format!("intrinsic {name} not found")))
+    }
+
+    /// Lowers one inline instruction. Returns true if it ended the block's code.
+    fn emit_inline(&mut self, pc: u32, op: u8, imm: U256, const_target: Option<U256>, bi: usize) -> Res<bool> {
+        use opcode::*;
+        let b = &self.b;
+        macro_rules! bin {
+            ($f:ident) => {{
+                let a = self.peek(0)?;
+                let c = self.peek(1)?;
+                let r = llvm(b.$f(a, c, "r"))?;
+                self.off -= 1;
+                self.poke(0, r)?;
+            }};
+        }
+        macro_rules! cmp {
+            ($pred:expr, $swap:expr) => {{
+                let a = self.peek(0)?;
+                let c = self.peek(1)?;
+                let (x, y) = if $swap { (c, a) } else { (a, c) };
+                let r = llvm(b.build_int_compare($pred, x, y, "c"))?;
+                let r = llvm(b.build_int_z_extend(r, self.i256, "r"))?;
+                self.off -= 1;
+                self.poke(0, r)?;
+            }};
+        }
+        match op {
+            STOP => {
+                self.exit_result(InstructionResult::Stop)?;
+                return Ok(true);
+            }
+            ADD => bin!(build_int_add),
+            MUL => bin!(build_int_mul),
+            SUB => bin!(build_int_sub),
+            AND => bin!(build_and),
+            OR => bin!(build_or),
+            XOR => bin!(build_xor),
+            LT => cmp!(IntPredicate::ULT, false),
+            GT => cmp!(IntPredicate::UGT, false),
+            SLT => cmp!(IntPredicate::SLT, false),
+            SGT => cmp!(IntPredicate::SGT, false),
+            EQ => cmp!(IntPredicate::EQ, false),
+            ISZERO => {
+                let a = self.peek(0)?;
+                let r = llvm(b.build_int_compare(IntPredicate::EQ, a, self.i256.const_zero(), "z"))?;
+                let r = llvm(b.build_int_z_extend(r, self.i256, "r"))?;
+                self.poke(0, r)?;
+            }
+            NOT => {
+                let a = self.peek(0)?;
+                let r = llvm(b.build_not(a, "r"))?;
+                self.poke(0, r)?;
+            }
+            BYTE => {
+                let i = self.peek(0)?;
+                let x = self.peek(1)?;
+                let in_range = llvm(b.build_int_compare(IntPredicate::ULT, i, self.i256.const_int(32, false), "in"))?;
+                let rev = llvm(b.build_int_sub(self.i256.const_int(31, false), i, "rev"))?;
+                let sh = llvm(b.build_int_mul(rev, self.i256.const_int(8, false), "sh"))?;
+                let sh = llvm(b.build_and(sh, self.i256.const_int(255, false), "sh"))?;
+                let v = llvm(b.build_right_shift(x, sh, false, "v"))?;
+                let v = llvm(b.build_and(v, self.i256.const_int(0xff, false), "v"))?;
+                let r = llvm(b.build_select(in_range, v, self.i256.const_zero(), "r"))?.into_int_value();
+                self.off -= 1;
+                self.poke(0, r)?;
+            }
+            SHL | SHR | SAR => {
+                let shift = self.peek(0)?;
+                let x = self.peek(1)?;
+                let in_range = llvm(b.build_int_compare(IntPredicate::ULT, shift, self.i256.const_int(256, false), "in"))?;
+                // Mask so the shift amount is never poison; out-of-range amounts are selected away.
+                let s = llvm(b.build_and(shift, self.i256.const_int(255, false), "s"))?;
+                let (v, other) = match op {
+                    SHL => (llvm(b.build_left_shift(x, s, "v"))?, self.i256.const_zero()),
+                    SHR => (llvm(b.build_right_shift(x, s, false, "v"))?, self.i256.const_zero()),
+                    _ => (
+                        llvm(b.build_right_shift(x, s, true, "v"))?,
+                        llvm(b.build_right_shift(x, self.i256.const_int(255, false), true, "sign"))?,
+                    ),
+                };
+                let r = llvm(b.build_select(in_range, v, other, "r"))?.into_int_value();
+                self.off -= 1;
+                self.poke(0, r)?;
+            }
+            SIGNEXTEND => {
+                let k = self.peek(0)?;
+                let x = self.peek(1)?;
+                let in_range = llvm(b.build_int_compare(IntPredicate::ULT, k, self.i256.const_int(31, false), "in"))?;
+                let k = llvm(b.build_and(k, self.i256.const_int(31, false), "k"))?;
+                let k8 = llvm(b.build_int_mul(k, self.i256.const_int(8, false), "k8"))?;
+                let s = llvm(b.build_int_sub(self.i256.const_int(248, false), k8, "s"))?;
+                let up = llvm(b.build_left_shift(x, s, "up"))?;
+                let v = llvm(b.build_right_shift(up, s, true, "v"))?;
+                let r = llvm(b.build_select(in_range, v, x, "r"))?.into_int_value();
+                self.off -= 1;
+                self.poke(0, r)?;
+            }
+            CLZ => {
+                let x = self.peek(0)?;
+                let f = self.intrinsic("llvm.ctlz", self.i256)?;
+                let r = llvm(b.build_call(f, &[x.into(), self.i1.const_zero().into()], "clz"))?
+                    .try_as_basic_value()
+                    .unwrap_basic()
+                    .into_int_value();
+                self.poke(0, r)?;
+            }
+            POP => self.off -= 1,
+            JUMPDEST => {}
+            PC => self.push(self.i256.const_int(pc as u64, false))?,
+            GAS => {
+                let g = self.load_i64(self.gas_var, "gas")?;
+                let g = llvm(self.b.build_int_z_extend(g, self.i256, "gas256"))?;
+                self.push(g)?;
+            }
+            PUSH0..=PUSH32 => self.push(self.const256(imm))?,
+            DUP1..=DUP16 => {
+                let n = (op - DUP1) as i64;
+                let v = self.peek(n)?;
+                self.push(v)?;
+            }
+            SWAP1..=SWAP16 => {
+                let n = (op - SWAP1) as i64 + 1;
+                let top = self.peek(0)?;
+                let other = self.peek(n)?;
+                self.poke(0, other)?;
+                self.poke(n, top)?;
+            }
+            JUMP => {
+                let target = self.peek(0)?;
+                self.off -= 1;
+                self.sync_sp()?;
+                self.emit_jump(target, const_target)?;
+                return Ok(true);
+            }
+            JUMPI => {
+                let target = self.peek(0)?;
+                let cond = self.peek(1)?;
+                self.off -= 2;
+                self.sync_sp()?;
+                let taken = self.cx.append_basic_block(self.func, &format!("pc{pc}.taken"));
+                let nz = llvm(self.b.build_int_compare(IntPredicate::NE, cond, self.i256.const_zero(), "nz"))?;
+                let next = match self.a.blocks.get(bi + 1) {
+                    Some(nb) if nb.start == self.a.blocks[bi].end => self.block_bbs[bi + 1],
+                    _ => self.end_bb,
+                };
+                llvm(self.b.build_conditional_branch(nz, taken, next))?;
+                self.b.position_at_end(taken);
+                self.emit_jump(target, const_target)?;
+                return Ok(true);
+            }
+            _ => return Err(CompileError::Internal(format!("opcode {op:#04x} has no inline lowering"))),
+        }
+        Ok(false)
+    }
+
+    /// Branches to `target` (sp already synced).
+    fn emit_jump(&mut self, target: IntValue<'ctx>, const_target: Option<U256>) -> Res<()> {
+        if let Some(t) = const_target {
+            let dest = u32::try_from(t).ok().filter(|&t| self.a.is_jumpdest(t)).and_then(|t| self.a.block_at(t));
+            match dest {
+                Some(i) => {
+                    llvm(self.b.build_unconditional_branch(self.block_bbs[i]))?;
+                }
+                None => self.exit_with(InstructionResult::InvalidJump as u8)?,
+            }
+            return Ok(());
+        }
+        let (bb, phi) = match self.dyn_jump {
+            Some(d) => d,
+            None => {
+                let cur = self.b.get_insert_block().unwrap();
+                let bb = self.cx.append_basic_block(self.func, "dyn_jump");
+                self.b.position_at_end(bb);
+                let phi = llvm(self.b.build_phi(self.i256, "target"))?;
+                self.b.position_at_end(cur);
+                self.dyn_jump = Some((bb, phi));
+                (bb, phi)
+            }
+        };
+        let cur = self.b.get_insert_block().unwrap();
+        phi.add_incoming(&[(&target, cur)]);
+        llvm(self.b.build_unconditional_branch(bb))?;
+        Ok(())
+    }
+
+    fn emit_dyn_jump(&mut self) -> Res<()> {
+        let Some((bb, phi)) = self.dyn_jump else { return Ok(()) };
+        self.b.position_at_end(bb);
+        let target = phi.as_basic_value().into_int_value();
+        let invalid = self.cx.append_basic_block(self.func, "invalid_jump");
+        let small = llvm(self.b.build_int_compare(
+            IntPredicate::ULE,
+            target,
+            self.i256.const_int(u32::MAX as u64, false),
+            "small",
+        ))?;
+        let sw = self.cx.append_basic_block(self.func, "jump_table");
+        llvm(self.b.build_conditional_branch(small, sw, invalid))?;
+        self.b.position_at_end(sw);
+        let t32 = llvm(self.b.build_int_truncate(target, self.cx.i32_type(), "t32"))?;
+        let cases: Vec<_> = self
+            .a
+            .jumpdests
+            .iter()
+            .filter_map(|&d| self.a.block_at(d).map(|i| (self.cx.i32_type().const_int(d as u64, false), self.block_bbs[i])))
+            .collect();
+        llvm(self.b.build_switch(t32, invalid, &cases))?;
+        self.b.position_at_end(invalid);
+        self.exit_with(InstructionResult::InvalidJump as u8)
+    }
+}
+
+fn is_push(op: u8) -> bool {
+    (opcode::PUSH0..=opcode::PUSH32).contains(&op)
+}
