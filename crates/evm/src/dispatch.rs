@@ -1,0 +1,111 @@
+//! Running one frame: compiled code when the registry has it, revm's interpreter otherwise.
+
+use crate::registry::Runtime;
+use kiln_builtins::{CompiledFn, KilnCtx, STATUS_CONTINUE_IN_INTERPRETER};
+use revm::{
+    interpreter::{
+        interpreter::{EthInterpreter, STACK_LIMIT},
+        interpreter_types::{Jumps, LoopControl},
+        GasTable, Host, InstructionResult, InstructionTable, Interpreter, InterpreterAction,
+    },
+    primitives::hardfork::SpecId,
+};
+use std::sync::atomic::Ordering;
+
+/// Runs the frame's interpreter until it returns an action, on compiled code if `runtime` has
+/// (or, by its policy, makes) a function for the frame's code.
+pub fn run_frame<H: Host>(
+    runtime: &Runtime,
+    interpreter: &mut Interpreter<EthInterpreter>,
+    host: &mut H,
+    table: &InstructionTable<EthInterpreter, H>,
+    gas_table: &GasTable,
+) -> InterpreterAction {
+    if let Some(f) = compiled_for(runtime, interpreter) {
+        runtime.stats.compiled_frames.fetch_add(1, Ordering::Relaxed);
+        let action = run_compiled(f.as_fn(), interpreter, host, table, gas_table);
+        drop(f);
+        return action;
+    }
+    runtime.stats.interpreted_frames.fetch_add(1, Ordering::Relaxed);
+    interpreter.run_plain(table, gas_table, host)
+}
+
+fn compiled_for(
+    runtime: &Runtime,
+    interpreter: &mut Interpreter<EthInterpreter>,
+) -> Option<std::sync::Arc<crate::registry::CompiledCode>> {
+    if !runtime.is_enabled() || !interpreter.bytecode.is_legacy() {
+        return None;
+    }
+    let spec: SpecId = interpreter.runtime_flag.spec_id;
+    let hash = interpreter.bytecode.get_or_calculate_hash();
+    let bytecode = &interpreter.bytecode;
+    runtime.lookup(hash, spec, || bytecode.original_byte_slice().to_vec())
+}
+
+/// Calls compiled code on the frame and converts its status into the frame's next action, the
+/// way `Interpreter::run_plain` does for the interpreter.
+pub fn run_compiled<H: Host>(
+    f: CompiledFn,
+    interpreter: &mut Interpreter<EthInterpreter>,
+    host: &mut H,
+    table: &InstructionTable<EthInterpreter, H>,
+    gas_table: &GasTable,
+) -> InterpreterAction {
+    let stack = interpreter.stack.data_mut();
+    if stack.capacity() < STACK_LIMIT {
+        // Compiled code writes the stack buffer without growing it.
+        return interpreter.run_plain(table, gas_table, host);
+    }
+    let (stack_ptr, sp) = (stack.as_mut_ptr(), stack.len() as u64);
+    let mut cx = KilnCtx {
+        stack: stack_ptr,
+        sp,
+        gas: interpreter.gas.remaining(),
+        pc: interpreter.bytecode.pc() as u64,
+        interpreter: interpreter as *mut _,
+        host: host as &mut dyn Host as *mut dyn Host,
+    };
+    // SAFETY: `cx` points at this frame's interpreter and host, which stay exclusively borrowed
+    // for the call; the stack buffer has STACK_LIMIT capacity, which the compiled code's section
+    // checks never exceed; `f` was compiled for this code and spec (registry key).
+    let status = unsafe { f(&mut cx) };
+    // SAFETY: the compiled code and builtins only count initialised slots.
+    unsafe { interpreter.stack.data_mut().set_len(cx.sp as usize) };
+    interpreter.gas.set_remaining(cx.gas);
+    if status == STATUS_CONTINUE_IN_INTERPRETER {
+        interpreter.bytecode.absolute_jump(cx.pc as usize);
+        return interpreter.run_plain(table, gas_table, host);
+    }
+    let result = instruction_result(status);
+    if result == InstructionResult::Suspend {
+        interpreter.bytecode.absolute_jump(cx.pc as usize);
+    }
+    if interpreter.bytecode.action().is_none() {
+        interpreter.halt(result);
+    }
+    interpreter.take_next_action()
+}
+
+macro_rules! results {
+    ($($v:ident),* $(,)?) => {
+        /// Maps a status byte from compiled code back to revm's `InstructionResult`. Unknown
+        /// bytes (a compiler bug) become `FatalExternalError`, which fails the transaction
+        /// loudly instead of corrupting state.
+        fn instruction_result(status: u8) -> InstructionResult {
+            $( if status == InstructionResult::$v as u8 { return InstructionResult::$v; } )*
+            tracing::error!(status, "compiled code returned an unknown status");
+            InstructionResult::FatalExternalError
+        }
+    };
+}
+
+results!(
+    Stop, Return, SelfDestruct, Suspend, Revert, CallTooDeep, OutOfFunds, CreateInitCodeStartingEF00,
+    InvalidEOFInitCode, InvalidExtDelegateCallTarget, OutOfGas, MemoryOOG, MemoryLimitOOG, PrecompileOOG,
+    InvalidOperandOOG, ReentrancySentryOOG, OpcodeNotFound, CallNotAllowedInsideStatic,
+    StateChangeDuringStaticCall, InvalidFEOpcode, InvalidJump, NotActivated, StackUnderflow, StackOverflow,
+    OutOfOffset, CreateCollision, OverflowPayment, PrecompileError, NonceOverflow, CreateContractSizeLimit,
+    CreateContractStartingWithEF, CreateInitCodeSizeLimit, FatalExternalError, InvalidImmediateEncoding,
+);

@@ -1,0 +1,1 @@
+pub struct KilnEvmFactory; pub struct KilnAlloyEvm;

@@ -1,0 +1,203 @@
+//! The registry of compiled functions, keyed by (code hash, spec), and the policy that fills it.
+
+use kiln_builtins::CompiledFn;
+use kiln_compiler::{
+    aot::{AotFunction, ArtifactDir, ArtifactKey},
+    CompileError, CompileOptions, JitFunction,
+};
+use revm::primitives::{hardfork::SpecId, B256};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, RwLock,
+    },
+    time::Instant,
+};
+
+/// Compiled code owned by a registry entry. Dropping the last `Arc` frees it.
+#[derive(Debug)]
+pub enum CompiledCode {
+    /// In-process JIT code.
+    Jit(JitFunction),
+    /// A loaded AOT library.
+    Aot(AotFunction),
+}
+
+impl CompiledCode {
+    /// The entry point.
+    pub fn as_fn(&self) -> CompiledFn {
+        match self {
+            CompiledCode::Jit(f) => f.as_fn(),
+            CompiledCode::Aot(f) => f.as_fn(),
+        }
+    }
+}
+
+/// What the registry knows about one (code hash, spec).
+#[derive(Clone, Debug)]
+pub enum Entry {
+    /// Compiled and ready.
+    Ready(Arc<CompiledCode>),
+    /// Compilation failed or was refused; the code stays on the interpreter.
+    Failed(Arc<str>),
+}
+
+/// Where compiled code comes from.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// Nothing is compiled: every frame runs on revm's interpreter.
+    Interpreter,
+    /// Compile in-process.
+    Jit,
+    /// Compile to shared libraries in (and load them from) this artifact directory.
+    Aot(ArtifactDir),
+}
+
+/// When the execution path compiles code it has not seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompilePolicy {
+    /// Compile synchronously the first time a code runs (tests, `kiln statetest`).
+    OnFirstSight,
+    /// Never compile on the execution path; only run what is already in the registry (filled in
+    /// the background or ahead of time).
+    LookupOnly,
+}
+
+/// Counters kept by the runtime (relaxed atomics: they are for reporting only).
+#[derive(Debug, Default)]
+pub struct RuntimeStats {
+    /// Frames that ran compiled code.
+    pub compiled_frames: AtomicU64,
+    /// Frames that ran on the interpreter.
+    pub interpreted_frames: AtomicU64,
+    /// Successful compilations.
+    pub compilations: AtomicU64,
+    /// Failed compilations.
+    pub compile_failures: AtomicU64,
+    /// Total compile time in microseconds.
+    pub compile_micros: AtomicU64,
+}
+
+/// The registry plus the policy for filling it: what an EVM built by kiln shares across frames,
+/// transactions and threads.
+#[derive(Debug)]
+pub struct Runtime {
+    backend: Backend,
+    policy: CompilePolicy,
+    options: CompileOptions,
+    map: RwLock<HashMap<(B256, SpecId), Entry>>,
+    /// Counters.
+    pub stats: RuntimeStats,
+}
+
+impl Runtime {
+    /// A runtime with the given backend and policy.
+    pub fn new(backend: Backend, policy: CompilePolicy, options: CompileOptions) -> Self {
+        Self { backend, policy, options, map: RwLock::new(HashMap::new()), stats: RuntimeStats::default() }
+    }
+
+    /// A runtime that never compiles: kiln's EVM then behaves exactly as stock revm.
+    pub fn interpreter() -> Arc<Self> {
+        Arc::new(Self::new(Backend::Interpreter, CompilePolicy::LookupOnly, CompileOptions::default()))
+    }
+
+    /// A JIT runtime that compiles each code the first time it runs.
+    pub fn jit() -> Arc<Self> {
+        Arc::new(Self::new(Backend::Jit, CompilePolicy::OnFirstSight, CompileOptions::default()))
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// The compile options.
+    pub fn options(&self) -> &CompileOptions {
+        &self.options
+    }
+
+    /// Whether this runtime ever runs compiled code.
+    pub fn is_enabled(&self) -> bool {
+        !matches!(self.backend, Backend::Interpreter)
+    }
+
+    /// The entry for `(hash, spec)`, if any.
+    pub fn get(&self, hash: B256, spec: SpecId) -> Option<Entry> {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).get(&(hash, spec)).cloned()
+    }
+
+    /// Inserts an entry (the background compiler and AOT preloading use this).
+    pub fn insert(&self, hash: B256, spec: SpecId, entry: Entry) {
+        self.map.write().unwrap_or_else(|e| e.into_inner()).insert((hash, spec), entry);
+    }
+
+    /// Removes an entry; running frames keep their `Arc` alive.
+    pub fn remove(&self, hash: B256, spec: SpecId) -> Option<Entry> {
+        self.map.write().unwrap_or_else(|e| e.into_inner()).remove(&(hash, spec))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether the registry is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The compiled function for a frame, compiling it first if the policy says so.
+    pub fn lookup(&self, hash: B256, spec: SpecId, code: impl FnOnce() -> Vec<u8>) -> Option<Arc<CompiledCode>> {
+        if !self.is_enabled() {
+            return None;
+        }
+        match self.get(hash, spec) {
+            Some(Entry::Ready(f)) => return Some(f),
+            Some(Entry::Failed(_)) => return None,
+            None if self.policy == CompilePolicy::LookupOnly => return None,
+            None => {}
+        }
+        // Compile outside any lock: the execution path never waits on another compilation.
+        let entry = match self.compile(hash, spec, &code()) {
+            Ok(f) => Entry::Ready(Arc::new(f)),
+            Err(e) => {
+                tracing::debug!(%hash, ?spec, error = %e, "compilation failed; code stays on the interpreter");
+                Entry::Failed(e.to_string().into())
+            }
+        };
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry((hash, spec)).or_insert(entry).clone();
+        match entry {
+            Entry::Ready(f) => Some(f),
+            Entry::Failed(_) => None,
+        }
+    }
+
+    /// Compiles `code` with this runtime's backend, without touching the registry.
+    pub fn compile(&self, hash: B256, spec: SpecId, code: &[u8]) -> Result<CompiledCode, CompileError> {
+        let start = Instant::now();
+        let result = match &self.backend {
+            Backend::Interpreter => Err(CompileError::Internal("interpreter backend compiles nothing".into())),
+            Backend::Jit => kiln_compiler::compile_jit(code, spec, &self.options).map(CompiledCode::Jit),
+            Backend::Aot(dir) => {
+                let key = ArtifactKey::new(hash, spec);
+                match dir.load(&key)? {
+                    Some(f) => Ok(CompiledCode::Aot(f)),
+                    None => {
+                        dir.compile_and_store(&key, code, &self.options)?;
+                        dir.load(&key)?
+                            .map(CompiledCode::Aot)
+                            .ok_or_else(|| CompileError::Aot("artifact vanished after being written".into()))
+                    }
+                }
+            }
+        };
+        self.stats.compile_micros.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match &result {
+            Ok(_) => self.stats.compilations.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.stats.compile_failures.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+}
