@@ -407,7 +407,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             ))?;
             ok = Some(and(self, ok, c)?);
         }
-        if s.max_growth > 0 {
+        if s.max_growth as u64 > STACK_LIMIT {
+            // Overflows whatever the entry height: always the interpreter's to report.
+            ok = Some(self.i1.const_zero());
+        } else if s.max_growth > 0 {
             let c = llvm(self.b.build_int_compare(
                 IntPredicate::ULE,
                 sp,

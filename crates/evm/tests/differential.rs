@@ -1,0 +1,403 @@
+//! Interpreter vs compiled code on hand-written edge programs: gas used, refund, halt reason,
+//! output, logs and state must be identical.
+
+use kiln_evm::{
+    difftest::{compare, Case, PreAccount, CALLER, TARGET},
+    Entry, Runtime,
+};
+use revm::{
+    bytecode::opcode as op,
+    context_interface::result::{ExecutionResult, HaltReason},
+    primitives::{hardfork::SpecId, keccak256, Address, U256},
+};
+use std::sync::{atomic::Ordering, Arc};
+
+trait Word {
+    fn word(self) -> U256;
+}
+impl Word for u64 {
+    fn word(self) -> U256 {
+        U256::from(self)
+    }
+}
+impl Word for U256 {
+    fn word(self) -> U256 {
+        self
+    }
+}
+
+/// A tiny assembler.
+#[derive(Default, Clone)]
+struct Asm(Vec<u8>);
+
+impl Asm {
+    fn op(mut self, o: u8) -> Self {
+        self.0.push(o);
+        self
+    }
+    fn push(mut self, v: impl Word) -> Self {
+        let v: U256 = v.word();
+        let bytes = v.to_be_bytes::<32>();
+        let skip = bytes.iter().take_while(|b| **b == 0).count().min(31);
+        let n = 32 - skip;
+        self.0.push(op::PUSH1 + n as u8 - 1);
+        self.0.extend_from_slice(&bytes[skip..]);
+        self
+    }
+    fn push_addr(mut self, a: Address) -> Self {
+        self.0.push(op::PUSH20);
+        self.0.extend_from_slice(a.as_slice());
+        self
+    }
+    /// Stores the top of the stack at memory 0 and returns 32 bytes.
+    fn ret_top(self) -> Self {
+        self.push(0u64).op(op::MSTORE).push(32u64).push(0u64).op(op::RETURN)
+    }
+    fn pc(&self) -> usize {
+        self.0.len()
+    }
+    fn build(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+fn u(v: u64) -> U256 {
+    U256::from(v)
+}
+
+#[track_caller]
+fn assert_same(case: &Case, rt: &Arc<Runtime>) -> ExecutionResult {
+    let (a, b) = compare(case, rt);
+    assert_eq!(a, b, "interpreter (left) and compiled (right) differ for code {}", hex(&case.pre[0].1.code));
+    a.result.expect("transaction should be valid")
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn halt_reason(r: &ExecutionResult) -> Option<HaltReason> {
+    match r {
+        ExecutionResult::Halt { reason, .. } => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+fn run(code: Vec<u8>, gas: u64) -> ExecutionResult {
+    let rt = Runtime::jit();
+    let r = assert_same(&Case::call(code, gas, SpecId::CANCUN), &rt);
+    assert!(rt.stats.compiled_frames.load(Ordering::Relaxed) > 0, "compiled code did not run");
+    r
+}
+
+/// Runs `code` at every gas limit in `range` (out-of-gas at every point of the program).
+fn sweep(code: Vec<u8>, range: std::ops::Range<u64>, spec: SpecId) {
+    let rt = Runtime::jit();
+    for gas in range {
+        assert_same(&Case::call(code.clone(), gas, spec), &rt);
+    }
+}
+
+#[test]
+fn stack_underflow_at_block_boundary() {
+    // PUSH1 1, PUSH1 5, JUMP, (pc 5) JUMPDEST, ADD, STOP
+    let code = Asm::default().push(1u64).push(5u64).op(op::JUMP).op(op::JUMPDEST).op(op::ADD).op(op::STOP).build();
+    let r = run(code, 100_000);
+    assert!(matches!(halt_reason(&r), Some(HaltReason::StackUnderflow)), "{r:?}");
+    run(vec![op::ADD], 100_000);
+    run(vec![op::SWAP16], 100_000);
+}
+
+#[test]
+fn stack_overflow_in_a_loop_and_in_one_block() {
+    // JUMPDEST, PUSH0, PUSH0, JUMP: one more item per iteration.
+    let code = vec![op::JUMPDEST, op::PUSH0, op::PUSH0, op::JUMP];
+    let r = run(code, 1_000_000);
+    assert!(matches!(halt_reason(&r), Some(HaltReason::StackOverflow)), "{r:?}");
+    // 1025 PUSH0 in one block.
+    let r = run(vec![op::PUSH0; 1025], 1_000_000);
+    assert!(matches!(halt_reason(&r), Some(HaltReason::StackOverflow)), "{r:?}");
+    // DUP at exactly 1024.
+    let mut code = vec![op::PUSH0; 1024];
+    code.push(op::DUP1);
+    run(code, 1_000_000);
+}
+
+#[test]
+fn jump_into_push_data_is_invalid() {
+    // PUSH1 4, JUMP, PUSH1 0x5b, STOP: pc 4 is PUSH data that looks like JUMPDEST.
+    let code = vec![0x60, 4, op::JUMP, 0x60, 0x5b, op::STOP];
+    let r = run(code, 100_000);
+    assert!(matches!(halt_reason(&r), Some(HaltReason::InvalidJump)), "{r:?}");
+}
+
+#[test]
+fn dynamic_and_invalid_jumps() {
+    // Computed target 2 + 6 = 8 is a JUMPDEST: returns 0x2a.
+    let a = Asm::default().push(2u64).push(6u64).op(op::ADD).op(op::JUMP).op(op::INVALID).op(op::INVALID);
+    assert_eq!(a.pc(), 8);
+    let code = a.op(op::JUMPDEST).push(0x2au64).ret_top().build();
+    let r = run(code, 100_000);
+    assert!(r.is_success(), "{r:?}");
+    // Computed target that is not a JUMPDEST, one beyond the code, and a huge one.
+    for target in [u(3), u(1000), U256::MAX, U256::from(1u64) << 64] {
+        let code = Asm::default().push(target).push(0u64).op(op::ADD).op(op::JUMP).op(op::JUMPDEST).op(op::STOP).build();
+        let r = run(code, 100_000);
+        assert!(matches!(halt_reason(&r), Some(HaltReason::InvalidJump)), "{target}: {r:?}");
+    }
+    // JUMPI: taken and not taken, valid and invalid.
+    for cond in [0u64, 1] {
+        for target in [7u64, 6] {
+            let code = Asm::default()
+                .push(cond)
+                .push(target)
+                .op(op::JUMPI)
+                .push(1u64)
+                .op(op::JUMPDEST)
+                .push(0x11u64)
+                .ret_top()
+                .build();
+            run(code, 100_000);
+        }
+    }
+}
+
+#[test]
+fn out_of_gas_at_every_point_including_before_gas() {
+    // Arithmetic, GAS in the middle, a memory write, then return GAS again.
+    let code = Asm::default()
+        .push(1u64)
+        .push(2u64)
+        .op(op::ADD)
+        .op(op::GAS)
+        .op(op::MUL)
+        .push(64u64)
+        .op(op::MSTORE)
+        .op(op::GAS)
+        .ret_top()
+        .build();
+    sweep(code, 21_000..21_120, SpecId::CANCUN);
+}
+
+#[test]
+fn sstore_stipend_check_is_exact() {
+    // SSTORE fails when gasleft <= 2300 (EIP-2200) regardless of its cost.
+    let code = Asm::default().push(1u64).push(0u64).op(op::SSTORE).op(op::STOP).build();
+    for spec in [SpecId::ISTANBUL, SpecId::BERLIN, SpecId::CANCUN] {
+        sweep(code.clone(), 21_000 + 2_290..21_000 + 2_320, spec);
+        sweep(code.clone(), 21_000 + 22_000..21_000 + 22_120, spec);
+    }
+}
+
+#[test]
+fn memory_expansion_to_huge_offsets() {
+    for offset in [U256::MAX, u(u32::MAX as u64), u(1 << 24), u(0x1000_0000)] {
+        let code = Asm::default().push(offset).op(op::MLOAD).op(op::STOP).build();
+        let r = run(code, 10_000_000);
+        assert!(halt_reason(&r).is_some(), "{r:?}");
+        let code = Asm::default().push(1u64).push(offset).op(op::MSTORE).op(op::STOP).build();
+        run(code, 10_000_000);
+        // MCOPY and CALLDATACOPY of length 1 to the huge offset.
+        let code = Asm::default().push(1u64).push(0u64).push(offset).op(op::MCOPY).op(op::STOP).build();
+        run(code, 10_000_000);
+        let code = Asm::default().push(1u64).push(0u64).push(offset).op(op::CALLDATACOPY).op(op::STOP).build();
+        run(code, 10_000_000);
+    }
+    // Moderate growth, then MSIZE.
+    let code = Asm::default().push(1u64).push(10_000u64).op(op::MSTORE8).op(op::MSIZE).ret_top().build();
+    let r = run(code, 1_000_000);
+    assert!(r.is_success());
+}
+
+#[test]
+fn returndatacopy_out_of_bounds() {
+    let code = Asm::default().push(1u64).push(0u64).push(0u64).op(op::RETURNDATACOPY).op(op::STOP).build();
+    let r = run(code, 100_000);
+    assert!(matches!(halt_reason(&r), Some(HaltReason::OutOfOffset)), "{r:?}");
+}
+
+#[test]
+fn revert_with_data() {
+    let code = Asm::default().push(0xdeadu64).push(0u64).op(op::MSTORE).push(32u64).push(0u64).op(op::REVERT).build();
+    let r = run(code, 100_000);
+    assert!(matches!(r, ExecutionResult::Revert { .. }), "{r:?}");
+}
+
+const OTHER: Address = Address::new([0x20; 20]);
+
+fn with_other(code: Vec<u8>, other: Vec<u8>, gas: u64) -> Case {
+    let mut case = Case::call(code, gas, SpecId::CANCUN);
+    case.pre.push((OTHER, PreAccount { code: other, balance: u(5), ..Default::default() }));
+    case
+}
+
+/// CALL-family call of OTHER with no value: args (gas, addr, [value], in_off, in_len, out_off, out_len).
+fn call_other(kind: u8) -> Asm {
+    let a = Asm::default().push(32u64).push(0u64).push(0u64).push(0u64);
+    let a = if kind == op::CALL || kind == op::CALLCODE { a.push(0u64) } else { a };
+    a.push_addr(OTHER).op(op::GAS).op(kind)
+}
+
+#[test]
+fn static_call_violations() {
+    // OTHER tries SSTORE; under STATICCALL it must fail and the caller sees 0.
+    let other = Asm::default().push(1u64).push(0u64).op(op::SSTORE).op(op::STOP).build();
+    let code = call_other(op::STATICCALL).push(0u64).op(op::SSTORE).op(op::STOP).build();
+    let rt = Runtime::jit();
+    let r = assert_same(&with_other(code, other.clone(), 200_000), &rt);
+    assert!(r.is_success());
+    // LOG and CALL with value are also violations.
+    let other = Asm::default().push(0u64).push(0u64).op(op::LOG0).op(op::STOP).build();
+    let code = call_other(op::STATICCALL).ret_top().build();
+    assert_same(&with_other(code, other, 200_000), &rt);
+    // The other call kinds, and returning data through them.
+    let other = Asm::default().op(op::CALLER).op(op::CALLVALUE).op(op::ADD).op(op::ADDRESS).op(op::ADD).ret_top().build();
+    for kind in [op::CALL, op::CALLCODE, op::DELEGATECALL, op::STATICCALL] {
+        let code = call_other(kind).op(op::POP).push(0u64).op(op::MLOAD).op(op::RETURNDATASIZE).op(op::ADD).ret_top().build();
+        assert_same(&with_other(code, other.clone(), 200_000), &rt);
+    }
+}
+
+/// Init code that returns `runtime` as the deployed code.
+fn init_code(runtime: &[u8]) -> Vec<u8> {
+    let mut a = Asm::default();
+    for (i, chunk) in runtime.chunks(32).enumerate() {
+        let mut word = [0u8; 32];
+        word[..chunk.len()].copy_from_slice(chunk);
+        a = a.push(U256::from_be_bytes(word)).push((i * 32) as u64).op(op::MSTORE);
+    }
+    // Also touch storage in the constructor.
+    a = a.push(7u64).push(1u64).op(op::SSTORE);
+    a.push(runtime.len() as u64).push(0u64).op(op::RETURN).build()
+}
+
+#[test]
+fn create_and_create2_with_compiled_init_code() {
+    let runtime_code = Asm::default().push(0x99u64).ret_top().build();
+    let init = init_code(&runtime_code);
+    let rt = Runtime::jit();
+    for kind in [op::CREATE, op::CREATE2] {
+        // Copy init code into memory from calldata, create, then call the new contract.
+        let mut a = Asm::default().op(op::CALLDATASIZE).push(0u64).push(0u64).op(op::CALLDATACOPY);
+        if kind == op::CREATE2 {
+            a = a.push(0x5a17u64);
+        }
+        let code = a
+            .op(op::CALLDATASIZE)
+            .push(0u64)
+            .push(0u64)
+            .op(kind)
+            // stack: addr
+            .push(32u64)
+            .push(0u64)
+            .push(0u64)
+            .push(0u64)
+            .op(op::DUP5)
+            .op(op::GAS)
+            .op(op::STATICCALL)
+            .op(op::POP)
+            .push(0u64)
+            .op(op::MLOAD)
+            .op(op::ADD)
+            .ret_top()
+            .build();
+        let mut case = Case::call(code, 1_000_000, SpecId::CANCUN);
+        case.data = init.clone();
+        let r = assert_same(&case, &rt);
+        assert!(r.is_success(), "{r:?}");
+        // Out of gas at many points of the create.
+        for gas in (60_000..140_000).step_by(997) {
+            case.gas_limit = gas;
+            assert_same(&case, &rt);
+        }
+    }
+    // A contract-creation transaction whose init code is compiled.
+    let mut case = Case::call(vec![], 1_000_000, SpecId::CANCUN);
+    case.to = None;
+    case.data = init;
+    let r = assert_same(&case, &rt);
+    assert!(r.is_success(), "{r:?}");
+    let hash = keccak256(&case.data);
+    assert!(matches!(rt.get(hash, SpecId::CANCUN), Some(Entry::Ready(_))), "init code was not compiled");
+}
+
+#[test]
+fn selfdestruct() {
+    let code = Asm::default().push(1u64).push(0u64).op(op::SSTORE).push_addr(OTHER).op(op::SELFDESTRUCT).build();
+    for spec in [SpecId::LONDON, SpecId::CANCUN] {
+        let rt = Runtime::jit();
+        let mut case = with_other(code.clone(), vec![], 100_000);
+        case.spec = spec;
+        let r = assert_same(&case, &rt);
+        assert!(r.is_success(), "{r:?}");
+    }
+}
+
+#[test]
+fn deep_call_chain_alternating_compiled_and_interpreted() {
+    // A calls B, B calls A, ... each stores the depth it saw; the chain ends at depth 1024.
+    // code(X): SSTORE(0, CALLDATALOAD(0)); mstore(0, depth+1); CALL(gas, other, 0, 0, 32, 0, 0)
+    let body = |other: Address| {
+        Asm::default()
+            .push(0u64)
+            .op(op::CALLDATALOAD)
+            .op(op::DUP1)
+            .push(0u64)
+            .op(op::SSTORE)
+            .push(1u64)
+            .op(op::ADD)
+            .push(0u64)
+            .op(op::MSTORE)
+            .push(0u64)
+            .push(0u64)
+            .push(32u64)
+            .push(0u64)
+            .push(0u64)
+            .push_addr(other)
+            .op(op::GAS)
+            .op(op::CALL)
+            .push(1u64)
+            .op(op::SSTORE)
+            .op(op::STOP)
+            .build()
+    };
+    let code_a = body(OTHER);
+    let code_b = body(TARGET);
+    let rt = Runtime::jit();
+    // Keep B on the interpreter, as if its compilation had failed.
+    rt.insert(keccak256(&code_b), SpecId::CANCUN, Entry::Failed("forced for this test".into()));
+    let mut case = with_other(code_a, code_b, 1u64 << 50);
+    case.caller = CALLER;
+    let (a, b) = compare(&case, &rt);
+    assert_eq!(a, b);
+    let r = a.result.unwrap();
+    assert!(r.is_success(), "{r:?}");
+    // The deepest frame (depth 1024) was reached and stored its depth at slot 0.
+    let deepest = a.state.iter().flat_map(|(_, _, s, _)| s.iter()).filter(|(k, _)| *k == U256::ZERO).map(|(_, v)| *v).max();
+    assert_eq!(deepest, Some(u(1024)));
+    assert!(rt.stats.compiled_frames.load(Ordering::Relaxed) >= 512);
+    assert!(rt.stats.interpreted_frames.load(Ordering::Relaxed) >= 512);
+}
+
+#[test]
+fn logs_and_keccak_and_exp() {
+    let code = Asm::default()
+        .push(0x1234u64)
+        .push(0u64)
+        .op(op::MSTORE)
+        .push(3u64)
+        .push(0xffu64)
+        .op(op::EXP)
+        .push(32u64)
+        .push(0u64)
+        .op(op::KECCAK256)
+        .push(32u64)
+        .push(0u64)
+        .op(op::LOG2)
+        .push(7u64)
+        .push(2u64)
+        .op(op::EXP)
+        .ret_top()
+        .build();
+    sweep(code, 21_000..21_900, SpecId::CANCUN);
+}
