@@ -1,1 +1,54 @@
-fn main() {}
+//! `kiln`: command-line front end of the kiln compiled-EVM execution layer.
+
+mod fixtures;
+mod statetest;
+
+use std::{io::IsTerminal, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[allow(unused_imports)] // kept reachable for upcoming subcommands (bench, blockchain tests)
+pub use fixtures::fixtures_dir;
+
+/// kiln: compiled-EVM execution layer for revm.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run Ethereum state tests (GeneralStateTests format) and compare post-state roots.
+    Statetest(statetest::StatetestArgs),
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Statetest(args) => statetest::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // `{:#}` prints the cause chain on one line; `{:?}` would add an eyre backtrace
+            // whenever RUST_BACKTRACE is set, which is noise for input errors.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr so stdout stays machine-readable (`--json`, the summary line).
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

@@ -112,7 +112,8 @@ pub struct Analysis {
     pub jumpdests: Vec<u32>,
     /// pcs at which a suspended frame resumes (the instruction after each call/create).
     pub resume_pcs: Vec<u32>,
-    /// True if any JUMP/JUMPI has a target that is not a constant pushed just before it.
+    /// True if any JUMP/JUMPI has a target that is not a constant pushed just before it (then
+    /// every JUMPDEST starts a block).
     pub has_dynamic_jumps: bool,
 }
 
@@ -233,17 +234,35 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
         pc += size;
     }
 
+    // Jump targets. With any dynamic jump every JUMPDEST may be entered by a jump; otherwise only
+    // the constant targets can be, and the other JUMPDESTs are plain 1-gas instructions inside
+    // their block (so 24 KiB of JUMPDESTs without jumps is one block, not 24K).
+    let has_dynamic_jumps = insts.iter().enumerate().any(|(i, inst)| {
+        matches!(inst.op, opcode::JUMP | opcode::JUMPI) && (i == 0 || !is_push(insts[i - 1].op))
+    });
+    let mut targets: Vec<u32> = if has_dynamic_jumps {
+        jumpdests.clone()
+    } else {
+        insts
+            .windows(2)
+            .filter(|w| matches!(w[1].op, opcode::JUMP | opcode::JUMPI))
+            .filter_map(|w| u32::try_from(w[0].imm).ok())
+            .filter(|t| jumpdests.binary_search(t).is_ok())
+            .collect()
+    };
+    targets.sort_unstable();
+    targets.dedup();
+    let is_target = |pc: u32| targets.binary_search(&pc).is_ok();
+
     // Blocks: split the linear decode at leaders and ends, keep the reachable ones.
     let mut blocks = Vec::new();
     let mut resume_pcs = Vec::new();
-    let mut has_dynamic_jumps = false;
     let mut i = 0usize;
     // Whether control can fall into the instruction at `i` from the previous block.
     let mut live = true;
     while i < insts.len() {
         let start = i;
-        let is_dest = insts[i].op == opcode::JUMPDEST;
-        let reachable = live || is_dest;
+        let reachable = live || is_target(insts[i].pc);
         let mut end_kind = BlockEnd::Fallthrough;
         loop {
             let inst = &insts[i];
@@ -255,10 +274,6 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
             }
             match (op, inst.kind) {
                 (opcode::JUMP, _) | (opcode::JUMPI, _) => {
-                    let constant = i >= 2 + start && is_push(insts[i - 2].op);
-                    if !constant && reachable {
-                        has_dynamic_jumps = true;
-                    }
                     end_kind = if op == opcode::JUMP { BlockEnd::Jump } else { BlockEnd::JumpI };
                     break;
                 }
@@ -268,7 +283,7 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
                 }
                 _ => {}
             }
-            if i >= insts.len() || insts[i].op == opcode::JUMPDEST {
+            if i >= insts.len() || is_target(insts[i].pc) {
                 break;
             }
         }
@@ -346,11 +361,19 @@ mod tests {
     }
 
     #[test]
-    fn code_after_stop_is_unreachable_unless_jumpdest() {
-        // STOP, ADD, JUMPDEST, STOP
+    fn code_after_stop_is_unreachable_unless_jump_target() {
+        // STOP, ADD, JUMPDEST, STOP: nothing jumps, so the JUMPDEST is dead code.
         let a = analyze(&[0x00, 0x01, 0x5b, 0x00], SpecId::CANCUN);
         let starts: Vec<u32> = a.blocks.iter().map(|b| a.insts[b.start].pc).collect();
-        assert_eq!(starts, vec![0, 2]);
+        assert_eq!(starts, vec![0]);
+        // With a dynamic jump (CALLDATALOAD-computed target), every JUMPDEST is an entry.
+        let a = analyze(&[0x5f, 0x35, 0x56, 0x00, 0x01, 0x5b, 0x00], SpecId::CANCUN);
+        let starts: Vec<u32> = a.blocks.iter().map(|b| a.insts[b.start].pc).collect();
+        assert_eq!(starts, vec![0, 5]);
+        // PUSH1 4, JUMP, STOP, JUMPDEST (target), JUMPDEST (not a block start), STOP
+        let a = analyze(&[0x60, 4, 0x56, 0x00, 0x5b, 0x5b, 0x00], SpecId::CANCUN);
+        let starts: Vec<u32> = a.blocks.iter().map(|b| a.insts[b.start].pc).collect();
+        assert_eq!(starts, vec![0, 4]);
     }
 
     #[test]

@@ -55,9 +55,9 @@ pub(crate) fn compile(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Resul
     // nothing borrowed from it escapes that lifetime.
     let cx: &'static Context = unsafe { &*context };
     let built = (|| {
-        let module = build_module(cx, code, spec, opts, Linking::Direct, &tm)?;
+        let (module, level) = build_module(cx, code, spec, opts, Linking::Direct, &tm)?;
         let engine = module
-            .create_jit_execution_engine(opts.opt_level.llvm())
+            .create_jit_execution_engine(level.llvm())
             .map_err(|e| CompileError::Llvm(e.to_string()))?;
         for (name, addr) in kiln_builtins::all_symbols() {
             if let Some(f) = module.get_function(name) {

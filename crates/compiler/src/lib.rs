@@ -68,6 +68,14 @@ pub enum CompileError {
     /// Linking or loading the shared library failed.
     #[error("AOT: {0}")]
     Aot(String),
+    /// The code's control flow is larger than the compile budget allows.
+    #[error("{blocks} basic blocks exceed the compile budget of {limit}")]
+    TooComplex {
+        /// Basic blocks in the code.
+        blocks: usize,
+        /// Configured limit.
+        limit: usize,
+    },
     /// An invariant of the compiler itself was broken.
     #[error("internal compiler error: {0}")]
     Internal(String),
@@ -132,6 +140,11 @@ pub struct CompileOptions {
     pub debug_assertions: bool,
     /// Refuse code larger than this.
     pub max_code_size: usize,
+    /// Refuse code with more basic blocks than this.
+    pub max_blocks: usize,
+    /// Above this many basic blocks, skip LLVM's optimisation passes: their cost grows faster
+    /// than linearly with the number of jump targets, while O0 stays linear.
+    pub optimize_max_blocks: usize,
 }
 
 impl Default for CompileOptions {
@@ -141,6 +154,8 @@ impl Default for CompileOptions {
             gas_metering: true,
             debug_assertions: false,
             max_code_size: DEFAULT_MAX_CODE_SIZE,
+            max_blocks: 32 * 1024,
+            optimize_max_blocks: 2048,
         }
     }
 }
@@ -217,9 +232,14 @@ fn build_module<'ctx>(
     opts: &CompileOptions,
     linking: Linking,
     tm: &TargetMachine,
-) -> Result<Module<'ctx>, CompileError> {
+) -> Result<(Module<'ctx>, OptLevel), CompileError> {
     check_input(code, spec, opts)?;
     let analysis = analysis::analyze(code, spec);
+    let blocks = analysis.blocks.len();
+    if blocks > opts.max_blocks {
+        return Err(CompileError::TooComplex { blocks, limit: opts.max_blocks });
+    }
+    let level = effective_level(opts, blocks);
     let module = cx.create_module("kiln");
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());
@@ -231,9 +251,19 @@ fn build_module<'ctx>(
     lower::lower(cx, &module, &analysis, AOT_ENTRY_SYMBOL, lower_opts)?;
     module.verify().map_err(|e| CompileError::Internal(format!("invalid IR: {}", e.to_string())))?;
     module
-        .run_passes(opts.opt_level.pipeline(), tm, PassBuilderOptions::create())
+        .run_passes(level.pipeline(), tm, PassBuilderOptions::create())
         .map_err(|e| CompileError::Llvm(e.to_string()))?;
-    Ok(module)
+    Ok((module, level))
+}
+
+/// The optimisation level actually used for code with `blocks` basic blocks.
+fn effective_level(opts: &CompileOptions, blocks: usize) -> OptLevel {
+    if blocks > opts.optimize_max_blocks && opts.opt_level != OptLevel::O0 {
+        tracing::debug!(blocks, limit = opts.optimize_max_blocks, "large function: compiling without optimisation");
+        OptLevel::O0
+    } else {
+        opts.opt_level
+    }
 }
 
 /// Compiles `code` for `spec` into executable memory in this process.
@@ -245,7 +275,7 @@ pub fn compile_jit(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Result<J
 pub fn compile_to_bytes(code: &[u8], spec: SpecId, opts: &CompileOptions, emit: Emit) -> Result<Vec<u8>, CompileError> {
     let tm = host_target_machine(opts.opt_level)?;
     let cx = Context::create();
-    let module = build_module(&cx, code, spec, opts, Linking::PointerTable, &tm)?;
+    let (module, _) = build_module(&cx, code, spec, opts, Linking::PointerTable, &tm)?;
     match emit {
         Emit::Ir => Ok(module.print_to_string().to_bytes().to_vec()),
         Emit::Asm | Emit::Obj => {

@@ -75,6 +75,7 @@ struct Lowerer<'a, 'ctx> {
     end_bb: BasicBlock<'ctx>,
     /// Shared dispatch for dynamic jumps, with the target as a phi.
     dyn_jump: Option<(BasicBlock<'ctx>, PhiValue<'ctx>)>,
+    to_interp: Option<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)>,
     host_fn_ty: FunctionType<'ctx>,
     stack_fn_ty: FunctionType<'ctx>,
     // Per-block state: the stack height at block entry, the stack pointer at that height, and
@@ -131,6 +132,7 @@ pub(crate) fn lower<'ctx>(
         block_bbs: Vec::new(),
         end_bb,
         dyn_jump: None,
+        to_interp: None,
         host_fn_ty: i8.fn_type(&[ptr.into()], false),
         stack_fn_ty: cx.void_type().fn_type(&[ptr.into()], false),
         sp0: None,
@@ -423,25 +425,53 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         if self.opts.gas_metering && s.gas > 0 {
             let gas = self.load_i64(self.gas_var, "gas")?;
             let cost = self.i64.const_int(s.gas, false);
-            let c = llvm(self.b.build_int_compare(IntPredicate::UGE, gas, cost, "gas.ok"))?;
+            // One overflow-checked subtraction gives both the new gas and the failure bit. (An
+            // `icmp uge` per section makes InstCombine's dominating-condition analysis quadratic
+            // in the number of sections: 24 KiB of JUMPDESTs took minutes.)
+            let f = self.intrinsic("llvm.usub.with.overflow", self.i64)?;
+            let r = llvm(self.b.build_call(f, &[gas.into(), cost.into()], "gas.sub"))?
+                .try_as_basic_value()
+                .unwrap_basic()
+                .into_struct_value();
+            let left = llvm(self.b.build_extract_value(r, 0, "gas.left"))?.into_int_value();
+            let oog = llvm(self.b.build_extract_value(r, 1, "gas.oog"))?.into_int_value();
+            let c = llvm(self.b.build_not(oog, "gas.ok"))?;
             ok = Some(and(self, ok, c)?);
-            new_gas = Some(llvm(self.b.build_int_sub(gas, cost, "gas.left"))?);
+            new_gas = Some(left);
         }
         if let Some(ok) = ok {
             let ok = self.expect(ok, true)?;
             let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.go"));
-            let bail = self.cx.append_basic_block(self.func, &format!("pc{pc}.to_interp"));
+            let (bail, pc_phi, sp_phi) = self.to_interpreter_block()?;
+            let here = self.b.get_insert_block().unwrap();
+            pc_phi.add_incoming(&[(&self.i64.const_int(pc as u64, false), here)]);
+            sp_phi.add_incoming(&[(&sp, here)]);
             llvm(self.b.build_conditional_branch(ok, cont, bail))?;
-            self.b.position_at_end(bail);
-            self.sync_sp()?;
-            self.store(self.ctx_field(OFFSET_PC, "pc.field")?, self.i64.const_int(pc as u64, false))?;
-            self.exit_with(STATUS_CONTINUE_IN_INTERPRETER)?;
             self.b.position_at_end(cont);
         }
         if let Some(g) = new_gas {
             self.store(self.gas_var, g)?;
         }
         Ok(())
+    }
+
+    /// The one block that hands the frame to the interpreter at a section start, with the pc
+    /// and stack height as phis (one shared block keeps huge functions cheap to compile).
+    fn to_interpreter_block(&mut self) -> Res<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)> {
+        if let Some(t) = self.to_interp {
+            return Ok(t);
+        }
+        let cur = self.b.get_insert_block().unwrap();
+        let bb = self.cx.append_basic_block(self.func, "to_interpreter");
+        self.b.position_at_end(bb);
+        let pc = llvm(self.b.build_phi(self.i64, "pc"))?;
+        let sp = llvm(self.b.build_phi(self.i64, "sp"))?;
+        self.store(self.sp_var, sp.as_basic_value().into_int_value())?;
+        self.store(self.ctx_field(OFFSET_PC, "pc.field")?, pc.as_basic_value().into_int_value())?;
+        self.exit_with(STATUS_CONTINUE_IN_INTERPRETER)?;
+        self.b.position_at_end(cur);
+        self.to_interp = Some((bb, pc, sp));
+        Ok((bb, pc, sp))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,0 +1,27 @@
+//! Where the Ethereum consensus-test fixtures live.
+//!
+//! Kept free of crate dependencies so integration tests can include it with `#[path]` and agree
+//! with the binary on a single definition.
+
+use std::path::PathBuf;
+
+/// Environment variable that overrides the fixtures root.
+pub const TESTS_DIR_ENV: &str = "KILN_TESTS_DIR";
+
+/// Root of the `ethereum/tests` checkout (the folder holding `GeneralStateTests/`).
+///
+/// `KILN_TESTS_DIR` wins when set and non-empty. Otherwise the default is
+/// `../shared/fixtures/ethereum-tests` next to the workspace root; it is anchored at the
+/// workspace's source location rather than the current directory so that `cargo test` and
+/// the binary agree no matter where they are started from.
+pub fn fixtures_dir() -> PathBuf {
+    match std::env::var_os(TESTS_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/fixtures/ethereum-tests");
+            // Canonical form only for readable messages; a missing folder keeps the raw path.
+            dir.canonicalize().unwrap_or(dir)
+        }
+    }
+}

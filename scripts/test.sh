@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test suite: unit, differential and CLI tests, then the conformance suites on compiled code.
+# With KILN_REQUIRE_FIXTURES=1 (CI), missing fixtures are a failure, never a silent pass.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+"$(dirname "$0")/setup.sh"
+cd "$KILN_ROOT"
+target="${CARGO_TARGET_DIR:-$KILN_ROOT/target}"
+start=$(date +%s)
+
+cargo test --release --workspace
+
+gst="$KILN_TESTS_DIR/GeneralStateTests"
+if [ ! -d "$gst" ]; then
+  if [ "${KILN_REQUIRE_FIXTURES:-0}" = 1 ]; then
+    echo "test: fixtures required (KILN_REQUIRE_FIXTURES=1) but $gst does not exist" >&2
+    exit 1
+  fi
+  echo "test: skipped the conformance suites: no fixtures at $gst (set KILN_TESTS_DIR)" >&2
+  exit 0
+fi
+# AOT on a folder (every artifact is compiled, linked with cc and loaded), then the whole
+# GeneralStateTests folder on JIT-compiled code; its summary line closes the run.
+"$target/release/kiln" statetest "$gst/VMTests" "$gst/stMemoryTest" --mode aot
+"$target/release/kiln" statetest "$gst" --mode jit
+echo "test: finished in $(( $(date +%s) - start )) s" >&2
