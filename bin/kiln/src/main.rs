@@ -1,5 +1,6 @@
 //! `kiln`: command-line front end of the kiln compiled-EVM execution layer.
 
+mod compile;
 mod fixtures;
 mod statetest;
 
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run Ethereum state tests (GeneralStateTests format) and compare post-state roots.
     Statetest(statetest::StatetestArgs),
+    /// Compile bytecode and show or write the result (LLVM IR, assembly, object, shared library).
+    Compile(compile::CompileArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Statetest(args) => statetest::run(args),
+        Command::Compile(args) => compile::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -35,7 +35,8 @@ fn compiled_for(
     runtime: &Runtime,
     interpreter: &mut Interpreter<EthInterpreter>,
 ) -> Option<std::sync::Arc<crate::registry::CompiledCode>> {
-    if !runtime.is_enabled() || !interpreter.bytecode.is_legacy() {
+    // Empty code stops at once; there is nothing to compile.
+    if !runtime.is_enabled() || !interpreter.bytecode.is_legacy() || interpreter.bytecode.original_byte_slice().is_empty() {
         return None;
     }
     let spec: SpecId = interpreter.runtime_flag.spec_id;
