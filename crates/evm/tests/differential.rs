@@ -401,3 +401,31 @@ fn logs_and_keccak_and_exp() {
         .build();
     sweep(code, 21_000..21_900, SpecId::CANCUN);
 }
+
+/// Bad bytecode deployed as contract code runs the same way compiled or not (or, when the
+/// compiler refuses it, on the interpreter), and never takes the process down.
+#[test]
+fn bad_bytecode_runs_like_the_interpreter() {
+    let mut blob = vec![0u8; 1 << 20];
+    let mut x = 0x9e3779b97f4a7c15u64;
+    for b in blob.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("truncated PUSH32", vec![0x7f, 1, 2, 3]),
+        ("only INVALID", vec![0xfe; 64]),
+        ("only unknown opcodes", vec![0x0c, 0x0d, 0x0e, 0x0f, 0x1e, 0x1f]),
+        ("24 KiB of JUMPDEST", vec![0x5b; 24 * 1024]),
+        ("24 KiB of random bytes", blob[..24 * 1024].to_vec()),
+        ("1 MiB of random bytes", blob),
+    ];
+    let rt = Runtime::jit();
+    for (name, code) in cases {
+        let (a, b) = compare(&Case::call(code, 1_000_000, SpecId::CANCUN), &rt);
+        assert_eq!(a, b, "{name}");
+    }
+}
