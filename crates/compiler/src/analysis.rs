@@ -125,6 +125,21 @@ impl Analysis {
             .ok()
     }
 
+    /// Fault injection: changes `opcode`'s static gas by `delta` in every section.
+    pub fn inject_gas_fault(&mut self, opcode: u8, delta: i64) {
+        let mut section_start = 0;
+        for i in 0..self.insts.len() {
+            if self.insts[i].section.is_some() {
+                section_start = i;
+            }
+            if self.insts[i].op == opcode {
+                if let Some(s) = self.insts[section_start].section.as_mut() {
+                    s.gas = s.gas.wrapping_add_signed(delta);
+                }
+            }
+        }
+    }
+
     /// Whether `pc` is a valid jump destination.
     pub fn is_jumpdest(&self, pc: u32) -> bool {
         self.jumpdests.binary_search(&pc).is_ok()

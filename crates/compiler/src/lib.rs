@@ -128,6 +128,39 @@ impl std::str::FromStr for OptLevel {
     }
 }
 
+/// A deliberate miscompilation, for proving that the differential fuzzer finds bugs. Never set
+/// outside tests and `kiln fuzz --inject-fault`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Charge `delta` more (or less) static gas for every `opcode`.
+    StaticGas {
+        /// The opcode whose cost is wrong.
+        opcode: u8,
+        /// Added to its static cost (wrapping at zero).
+        delta: i64,
+    },
+    /// Lower LT as GT.
+    FlipLt,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    /// `gas:<opcode hex>:<delta>` or `flip-lt`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "flip-lt" {
+            return Ok(Fault::FlipLt);
+        }
+        let parts: Vec<&str> = s.split(':').collect();
+        match parts.as_slice() {
+            ["gas", op, delta] => Ok(Fault::StaticGas {
+                opcode: u8::from_str_radix(op.trim_start_matches("0x"), 16).map_err(|e| format!("opcode: {e}"))?,
+                delta: delta.parse().map_err(|e| format!("delta: {e}"))?,
+            }),
+            _ => Err(format!("unknown fault {s:?} (expected gas:<opcode hex>:<delta> or flip-lt)")),
+        }
+    }
+}
+
 /// Compiler options.
 #[derive(Clone, Copy, Debug)]
 pub struct CompileOptions {
@@ -145,6 +178,9 @@ pub struct CompileOptions {
     /// Above this many basic blocks, skip LLVM's optimisation passes: their cost grows faster
     /// than linearly with the number of jump targets, while O0 stays linear.
     pub optimize_max_blocks: usize,
+    /// A deliberate miscompilation (tests of the fuzzer only).
+    #[doc(hidden)]
+    pub fault: Option<Fault>,
 }
 
 impl Default for CompileOptions {
@@ -156,6 +192,7 @@ impl Default for CompileOptions {
             max_code_size: DEFAULT_MAX_CODE_SIZE,
             max_blocks: 32 * 1024,
             optimize_max_blocks: 2048,
+            fault: None,
         }
     }
 }
@@ -234,7 +271,10 @@ fn build_module<'ctx>(
     tm: &TargetMachine,
 ) -> Result<(Module<'ctx>, OptLevel), CompileError> {
     check_input(code, spec, opts)?;
-    let analysis = analysis::analyze(code, spec);
+    let mut analysis = analysis::analyze(code, spec);
+    if let Some(Fault::StaticGas { opcode, delta }) = opts.fault {
+        analysis.inject_gas_fault(opcode, delta);
+    }
     let blocks = analysis.blocks.len();
     if blocks > opts.max_blocks {
         return Err(CompileError::TooComplex { blocks, limit: opts.max_blocks });
@@ -247,6 +287,7 @@ fn build_module<'ctx>(
         gas_metering: opts.gas_metering,
         debug_assertions: opts.debug_assertions,
         linking,
+        flip_lt: opts.fault == Some(Fault::FlipLt),
     };
     lower::lower(cx, &module, &analysis, AOT_ENTRY_SYMBOL, lower_opts)?;
     module.verify().map_err(|e| CompileError::Internal(format!("invalid IR: {}", e.to_string())))?;

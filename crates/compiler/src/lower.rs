@@ -42,6 +42,8 @@ pub(crate) struct LowerOptions {
     pub gas_metering: bool,
     pub debug_assertions: bool,
     pub linking: Linking,
+    /// Fault injection: lower LT as GT.
+    pub flip_lt: bool,
 }
 
 /// Name of the prefix of AOT pointer globals.
@@ -584,6 +586,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             AND => bin!(build_and),
             OR => bin!(build_or),
             XOR => bin!(build_xor),
+            LT if self.opts.flip_lt => cmp!(IntPredicate::UGT, false),
             LT => cmp!(IntPredicate::ULT, false),
             GT => cmp!(IntPredicate::UGT, false),
             SLT => cmp!(IntPredicate::SLT, false),
