@@ -62,6 +62,11 @@ pub struct KilnCtx<'h> {
     /// On entry: the pc to start or resume at. On a suspend or a hand-off to the interpreter: the
     /// pc at which the interpreter state continues.
     pub pc: u64,
+    /// Base of the frame's memory (revm's shared memory, from this frame's checkpoint).
+    pub mem: *mut u8,
+    /// Length of the frame's memory in bytes. Builtins refresh `mem` and `mem_len` after every
+    /// call, since memory growth may move the buffer.
+    pub mem_len: u64,
     /// The frame's interpreter.
     pub interpreter: *mut Interpreter<EthInterpreter>,
     /// The host (revm context) for this frame.
@@ -76,6 +81,10 @@ pub const OFFSET_SP: u32 = 8;
 pub const OFFSET_GAS: u32 = 16;
 /// Byte offset of [`KilnCtx::pc`].
 pub const OFFSET_PC: u32 = 24;
+/// Byte offset of [`KilnCtx::mem`].
+pub const OFFSET_MEM: u32 = 32;
+/// Byte offset of [`KilnCtx::mem_len`].
+pub const OFFSET_MEM_LEN: u32 = 40;
 
 type Ictx<'a, 'h> = InstructionContext<'a, dyn Host + 'h, EthInterpreter>;
 
@@ -101,10 +110,19 @@ unsafe fn run_revm_op(
     let result = op(InstructionContext { interpreter: &mut *interpreter, host });
     ctx.sp = interpreter.stack.len() as u64;
     ctx.gas = interpreter.gas.remaining();
+    refresh_memory(ctx, interpreter);
     match result {
         Ok(()) => 0,
         Err(r) => r as u8,
     }
+}
+
+/// Points `ctx.mem`/`ctx.mem_len` at the frame's current memory.
+#[inline(always)]
+pub fn refresh_memory(ctx: &mut KilnCtx<'_>, interpreter: &mut Interpreter<EthInterpreter>) {
+    let mut mem = interpreter.memory.context_memory_mut();
+    ctx.mem = mem.as_mut_ptr();
+    ctx.mem_len = mem.len() as u64;
 }
 
 macro_rules! host_builtins {
@@ -431,6 +449,8 @@ mod tests {
         assert_eq!(offset_of!(KilnCtx, sp) as u32, OFFSET_SP);
         assert_eq!(offset_of!(KilnCtx, gas) as u32, OFFSET_GAS);
         assert_eq!(offset_of!(KilnCtx, pc) as u32, OFFSET_PC);
+        assert_eq!(offset_of!(KilnCtx, mem) as u32, OFFSET_MEM);
+        assert_eq!(offset_of!(KilnCtx, mem_len) as u32, OFFSET_MEM_LEN);
     }
 
     #[test]

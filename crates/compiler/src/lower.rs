@@ -21,7 +21,7 @@ use inkwell::{
     values::{FunctionValue, IntValue, PhiValue, PointerValue},
     AddressSpace, IntPredicate,
 };
-use kiln_builtins::{OFFSET_GAS, OFFSET_PC, OFFSET_SP, OFFSET_STACK, STATUS_CONTINUE_IN_INTERPRETER};
+use kiln_builtins::{OFFSET_GAS, OFFSET_MEM, OFFSET_MEM_LEN, OFFSET_PC, OFFSET_SP, OFFSET_STACK, STATUS_CONTINUE_IN_INTERPRETER};
 use revm::{bytecode::opcode, interpreter::InstructionResult, primitives::U256};
 use std::num::NonZeroU32;
 
@@ -85,6 +85,9 @@ struct Lowerer<'a, 'ctx> {
     sp0: Option<IntValue<'ctx>>,
     base: Option<PointerValue<'ctx>>,
     off: i64,
+    /// The virtual stack: SSA values of slots (index relative to `base`) known in this block, and
+    /// whether the value still has to be written to the stack buffer.
+    cache: std::collections::BTreeMap<i64, (IntValue<'ctx>, bool)>,
 }
 
 /// Lowers `analysis` into a new function named `name` in `module`.
@@ -140,6 +143,7 @@ pub(crate) fn lower<'ctx>(
         sp0: None,
         base: None,
         off: 0,
+        cache: Default::default(),
     };
     l.emit_entry()?;
     l.emit_exit()?;
@@ -229,7 +233,9 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     }
 
     fn exit_result(&mut self, r: InstructionResult) -> Res<()> {
-        self.sync_sp()?;
+        // A halt discards the stack: only the height is written back, no slot.
+        let sp = self.cur_sp()?;
+        self.store(self.sp_var, sp)?;
         self.exit_with(r as u8)
     }
 
@@ -247,7 +253,9 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         llvm(self.b.build_int_add(sp0, self.i64.const_int(self.off as u64, true), "sp.cur"))
     }
 
-    fn sync_sp(&self) -> Res<()> {
+    /// Makes the stack buffer and `sp_var` exact (before leaving the block).
+    fn sync_sp(&mut self) -> Res<()> {
+        self.flush()?;
         let sp = self.cur_sp()?;
         self.store(self.sp_var, sp)
     }
@@ -266,19 +274,158 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         }
     }
 
-    fn peek(&self, k: i64) -> Res<IntValue<'ctx>> {
+    fn peek(&mut self, k: i64) -> Res<IntValue<'ctx>> {
+        let idx = self.off - 1 - k;
+        if let Some((v, _)) = self.cache.get(&idx) {
+            return Ok(*v);
+        }
         let p = self.slot(k)?;
         let v = llvm(self.b.build_load(self.i256, p, "v"))?;
         if let Some(inst) = v.as_instruction_value() {
             let _ = inst.set_alignment(8);
         }
-        Ok(v.into_int_value())
+        let v = v.into_int_value();
+        self.cache.insert(idx, (v, false));
+        Ok(v)
     }
 
-    fn poke(&self, k: i64, v: IntValue<'ctx>) -> Res<()> {
-        let p = self.slot(k)?;
-        let st = llvm(self.b.build_store(p, v))?;
-        let _ = st.set_alignment(8);
+    fn poke(&mut self, k: i64, v: IntValue<'ctx>) -> Res<()> {
+        self.cache.insert(self.off - 1 - k, (v, true));
+        Ok(())
+    }
+
+    /// Modified slots of the virtual stack that are still on the stack.
+    fn dirty_live_slots(&self) -> Vec<(i64, IntValue<'ctx>)> {
+        self.cache
+            .iter()
+            .filter(|(idx, (_, dirty))| *dirty && **idx < self.off)
+            .map(|(idx, (v, _))| (*idx, *v))
+            .collect()
+    }
+
+    fn store_slots(&self, slots: &[(i64, IntValue<'ctx>)]) -> Res<()> {
+        for &(idx, v) in slots {
+            // SAFETY (IR): live slots lie between 0 and the current height.
+            let p = unsafe {
+                llvm(self.b.build_gep(self.i256, self.base.unwrap(), &[self.i64.const_int(idx as u64, true)], "slot"))?
+            };
+            let st = llvm(self.b.build_store(p, v))?;
+            let _ = st.set_alignment(8);
+        }
+        Ok(())
+    }
+
+    /// Writes the modified live slots of the virtual stack to the stack buffer; forgets the
+    /// dead ones (above the current height), which are never stored.
+    fn flush(&mut self) -> Res<()> {
+        let live = self.dirty_live_slots();
+        let off = self.off;
+        self.cache.retain(|idx, _| *idx < off);
+        self.store_slots(&live)?;
+        for (idx, v) in live {
+            self.cache.insert(idx, (v, false));
+        }
+        Ok(())
+    }
+
+    /// MLOAD / MSTORE / MSTORE8: inline when the access lies inside the current memory (no
+    /// growth, no dynamic gas), the builtin otherwise. The virtual stack survives both paths.
+    fn emit_memory_op(&mut self, pc: u32, op: u8, name: &str) -> Res<()> {
+        let size: u64 = if op == opcode::MSTORE8 { 1 } else { 32 };
+        let offset = self.peek(0)?;
+        let value = if op == opcode::MLOAD { None } else { Some(self.peek(1)?) };
+        let mem_len = self.load_i64(self.ctx_field(OFFSET_MEM_LEN, "mem_len.field")?, "mem_len")?;
+        let fits = llvm(self.b.build_int_compare(IntPredicate::UGE, mem_len, self.i64.const_int(size, false), "fits"))?;
+        let limit = llvm(self.b.build_int_sub(mem_len, self.i64.const_int(size, false), "limit"))?;
+        let limit = llvm(self.b.build_int_z_extend(limit, self.i256, "limit256"))?;
+        let inside = llvm(self.b.build_int_compare(IntPredicate::ULE, offset, limit, "inside"))?;
+        let ok = llvm(self.b.build_and(fits, inside, "ok"))?;
+        let ok = self.expect(ok, true)?;
+        let fast = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem"));
+        let slow = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem_slow"));
+        let merge = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem_done"));
+        llvm(self.b.build_conditional_branch(ok, fast, slow))?;
+
+        // Fast path.
+        self.b.position_at_end(fast);
+        let ptr_ty = self.cx.ptr_type(AddressSpace::default());
+        let mem = llvm(self.b.build_load(ptr_ty, self.ctx_field(OFFSET_MEM, "mem.field")?, "mem"))?.into_pointer_value();
+        let off64 = llvm(self.b.build_int_truncate(offset, self.i64, "off"))?;
+        // SAFETY (IR): offset + size <= mem_len, checked above.
+        let p = unsafe { llvm(self.b.build_gep(self.i8, mem, &[off64], "p"))? };
+        let bswap = self.intrinsic("llvm.bswap", self.i256)?;
+        let fast_value = match op {
+            opcode::MLOAD => {
+                let raw = llvm(self.b.build_load(self.i256, p, "raw"))?;
+                if let Some(i) = raw.as_instruction_value() {
+                    let _ = i.set_alignment(1);
+                }
+                let v = llvm(self.b.build_call(bswap, &[raw.into()], "be"))?.try_as_basic_value().unwrap_basic().into_int_value();
+                Some(v)
+            }
+            opcode::MSTORE => {
+                let v = llvm(self.b.build_call(bswap, &[value.unwrap().into()], "be"))?.try_as_basic_value().unwrap_basic();
+                let st = llvm(self.b.build_store(p, v))?;
+                let _ = st.set_alignment(1);
+                None
+            }
+            _ => {
+                let byte = llvm(self.b.build_int_truncate(value.unwrap(), self.i8, "byte"))?;
+                llvm(self.b.build_store(p, byte))?;
+                None
+            }
+        };
+        let fast_end = self.b.get_insert_block().unwrap();
+        llvm(self.b.build_unconditional_branch(merge))?;
+
+        // Slow path: the builtin grows memory and charges for it; revm's stack must be exact.
+        self.b.position_at_end(slow);
+        let saved = self.cache.clone();
+        self.flush()?;
+        let sp = self.cur_sp()?;
+        self.store(self.ctx_field(OFFSET_SP, "sp.field")?, sp)?;
+        let gas = self.load_i64(self.gas_var, "gas")?;
+        self.store(self.ctx_field(OFFSET_GAS, "gas.field")?, gas)?;
+        let f = self.builtin(name, self.host_fn_ty)?;
+        let status = llvm(self.b.build_indirect_call(self.host_fn_ty, f, &[self.ctx_ptr.into()], "status"))?
+            .try_as_basic_value()
+            .unwrap_basic()
+            .into_int_value();
+        let failed = llvm(self.b.build_int_compare(IntPredicate::NE, status, self.i8.const_zero(), "failed"))?;
+        let failed = self.expect(failed, false)?;
+        let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem_grown"));
+        let bail = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem_leave"));
+        llvm(self.b.build_conditional_branch(failed, bail, cont))?;
+        self.b.position_at_end(bail);
+        llvm(self.b.build_return(Some(&status)))?;
+        self.b.position_at_end(cont);
+        let gas = self.load_i64(self.ctx_field(OFFSET_GAS, "gas.field")?, "gas.after")?;
+        self.store(self.gas_var, gas)?;
+        self.cache = saved;
+        let slow_value = if op == opcode::MLOAD {
+            // The builtin wrote the word where the offset was.
+            let p = self.slot(0)?;
+            let v = llvm(self.b.build_load(self.i256, p, "word"))?;
+            if let Some(i) = v.as_instruction_value() {
+                let _ = i.set_alignment(8);
+            }
+            Some(v.into_int_value())
+        } else {
+            None
+        };
+        let slow_end = self.b.get_insert_block().unwrap();
+        llvm(self.b.build_unconditional_branch(merge))?;
+
+        self.b.position_at_end(merge);
+        if op == opcode::MLOAD {
+            let phi = llvm(self.b.build_phi(self.i256, "word"))?;
+            phi.add_incoming(&[(&fast_value.unwrap(), fast_end), (&slow_value.unwrap(), slow_end)]);
+            self.poke(0, phi.as_basic_value().into_int_value())?;
+        } else {
+            self.off -= 2;
+            let off = self.off;
+            self.cache.retain(|idx, _| *idx < off);
+        }
         Ok(())
     }
 
@@ -344,6 +491,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         // SAFETY (IR): sp0 <= 1024 and the buffer holds 1024 items.
         self.base = Some(unsafe { llvm(self.b.build_gep(self.i256, self.stack_base, &[sp0], "base"))? });
         self.off = 0;
+        self.cache.clear();
 
         for idx in block.start..block.end {
             let inst = &self.a.insts[idx];
@@ -364,10 +512,17 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     return Ok(());
                 }
                 InstKind::StackBuiltin(name, n) => {
+                    // Operands go through memory; the slots below them are untouched.
+                    self.flush()?;
                     let f = self.builtin(name, self.stack_fn_ty)?;
                     let p = self.slot(n as i64 - 1)?;
                     llvm(self.b.build_indirect_call(self.stack_fn_ty, f, &[p.into()], ""))?;
+                    let first = self.off - n as i64;
+                    self.cache.retain(|idx, _| *idx < first);
                     self.off -= n as i64 - 1;
+                }
+                InstKind::HostBuiltin { name, .. } if matches!(inst.op, opcode::MLOAD | opcode::MSTORE | opcode::MSTORE8) => {
+                    self.emit_memory_op(inst.pc, inst.op, name)?;
                 }
                 InstKind::HostBuiltin { name, suspends } => {
                     self.emit_host_call(inst.pc, inst.op, name, suspends, inst.inputs, inst.outputs, is_last, block.end_kind)?;
@@ -444,11 +599,27 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         if let Some(ok) = ok {
             let ok = self.expect(ok, true)?;
             let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.go"));
-            let (bail, pc_phi, sp_phi) = self.to_interpreter_block()?;
-            let here = self.b.get_insert_block().unwrap();
-            pc_phi.add_incoming(&[(&self.i64.const_int(pc as u64, false), here)]);
-            sp_phi.add_incoming(&[(&sp, here)]);
+            let (to_interp, pc_phi, sp_phi) = self.to_interpreter_block()?;
+            // The interpreter may take over here, so the stack buffer must be exact on that edge.
+            // Values still only in registers are stored on the cold edge alone.
+            let dirty = self.dirty_live_slots();
+            let bail = if dirty.is_empty() {
+                to_interp
+            } else {
+                self.cx.append_basic_block(self.func, &format!("pc{pc}.spill"))
+            };
+            let check_block = self.b.get_insert_block().unwrap();
             llvm(self.b.build_conditional_branch(ok, cont, bail))?;
+            let pred = if dirty.is_empty() {
+                check_block
+            } else {
+                self.b.position_at_end(bail);
+                self.store_slots(&dirty)?;
+                llvm(self.b.build_unconditional_branch(to_interp))?;
+                bail
+            };
+            pc_phi.add_incoming(&[(&self.i64.const_int(pc as u64, false), pred)]);
+            sp_phi.add_incoming(&[(&sp, pred)]);
             self.b.position_at_end(cont);
         }
         if let Some(g) = new_gas {
@@ -488,6 +659,11 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         is_last: bool,
         end_kind: BlockEnd,
     ) -> Res<()> {
+        // The builtin reads and writes revm's stack: it must be exact, and afterwards only the
+        // slots below its operands are still known.
+        self.flush()?;
+        let below = self.off - inputs as i64;
+        self.cache.retain(|idx, _| *idx < below);
         let sp = self.cur_sp()?;
         self.store(self.ctx_field(OFFSET_SP, "sp.field")?, sp)?;
         let gas = self.load_i64(self.gas_var, "gas")?;
@@ -554,12 +730,11 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// Lowers one inline instruction. Returns true if it ended the block's code.
     fn emit_inline(&mut self, pc: u32, op: u8, imm: U256, const_target: Option<U256>, bi: usize) -> Res<bool> {
         use opcode::*;
-        let b = &self.b;
         macro_rules! bin {
             ($f:ident) => {{
                 let a = self.peek(0)?;
                 let c = self.peek(1)?;
-                let r = llvm(b.$f(a, c, "r"))?;
+                let r = llvm(self.b.$f(a, c, "r"))?;
                 self.off -= 1;
                 self.poke(0, r)?;
             }};
@@ -569,8 +744,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 let a = self.peek(0)?;
                 let c = self.peek(1)?;
                 let (x, y) = if $swap { (c, a) } else { (a, c) };
-                let r = llvm(b.build_int_compare($pred, x, y, "c"))?;
-                let r = llvm(b.build_int_z_extend(r, self.i256, "r"))?;
+                let r = llvm(self.b.build_int_compare($pred, x, y, "c"))?;
+                let r = llvm(self.b.build_int_z_extend(r, self.i256, "r"))?;
                 self.off -= 1;
                 self.poke(0, r)?;
             }};
@@ -594,63 +769,63 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             EQ => cmp!(IntPredicate::EQ, false),
             ISZERO => {
                 let a = self.peek(0)?;
-                let r = llvm(b.build_int_compare(IntPredicate::EQ, a, self.i256.const_zero(), "z"))?;
-                let r = llvm(b.build_int_z_extend(r, self.i256, "r"))?;
+                let r = llvm(self.b.build_int_compare(IntPredicate::EQ, a, self.i256.const_zero(), "z"))?;
+                let r = llvm(self.b.build_int_z_extend(r, self.i256, "r"))?;
                 self.poke(0, r)?;
             }
             NOT => {
                 let a = self.peek(0)?;
-                let r = llvm(b.build_not(a, "r"))?;
+                let r = llvm(self.b.build_not(a, "r"))?;
                 self.poke(0, r)?;
             }
             BYTE => {
                 let i = self.peek(0)?;
                 let x = self.peek(1)?;
-                let in_range = llvm(b.build_int_compare(IntPredicate::ULT, i, self.i256.const_int(32, false), "in"))?;
-                let rev = llvm(b.build_int_sub(self.i256.const_int(31, false), i, "rev"))?;
-                let sh = llvm(b.build_int_mul(rev, self.i256.const_int(8, false), "sh"))?;
-                let sh = llvm(b.build_and(sh, self.i256.const_int(255, false), "sh"))?;
-                let v = llvm(b.build_right_shift(x, sh, false, "v"))?;
-                let v = llvm(b.build_and(v, self.i256.const_int(0xff, false), "v"))?;
-                let r = llvm(b.build_select(in_range, v, self.i256.const_zero(), "r"))?.into_int_value();
+                let in_range = llvm(self.b.build_int_compare(IntPredicate::ULT, i, self.i256.const_int(32, false), "in"))?;
+                let rev = llvm(self.b.build_int_sub(self.i256.const_int(31, false), i, "rev"))?;
+                let sh = llvm(self.b.build_int_mul(rev, self.i256.const_int(8, false), "sh"))?;
+                let sh = llvm(self.b.build_and(sh, self.i256.const_int(255, false), "sh"))?;
+                let v = llvm(self.b.build_right_shift(x, sh, false, "v"))?;
+                let v = llvm(self.b.build_and(v, self.i256.const_int(0xff, false), "v"))?;
+                let r = llvm(self.b.build_select(in_range, v, self.i256.const_zero(), "r"))?.into_int_value();
                 self.off -= 1;
                 self.poke(0, r)?;
             }
             SHL | SHR | SAR => {
                 let shift = self.peek(0)?;
                 let x = self.peek(1)?;
-                let in_range = llvm(b.build_int_compare(IntPredicate::ULT, shift, self.i256.const_int(256, false), "in"))?;
+                let in_range = llvm(self.b.build_int_compare(IntPredicate::ULT, shift, self.i256.const_int(256, false), "in"))?;
                 // Mask so the shift amount is never poison; out-of-range amounts are selected away.
-                let s = llvm(b.build_and(shift, self.i256.const_int(255, false), "s"))?;
+                let s = llvm(self.b.build_and(shift, self.i256.const_int(255, false), "s"))?;
                 let (v, other) = match op {
-                    SHL => (llvm(b.build_left_shift(x, s, "v"))?, self.i256.const_zero()),
-                    SHR => (llvm(b.build_right_shift(x, s, false, "v"))?, self.i256.const_zero()),
+                    SHL => (llvm(self.b.build_left_shift(x, s, "v"))?, self.i256.const_zero()),
+                    SHR => (llvm(self.b.build_right_shift(x, s, false, "v"))?, self.i256.const_zero()),
                     _ => (
-                        llvm(b.build_right_shift(x, s, true, "v"))?,
-                        llvm(b.build_right_shift(x, self.i256.const_int(255, false), true, "sign"))?,
+                        llvm(self.b.build_right_shift(x, s, true, "v"))?,
+                        llvm(self.b.build_right_shift(x, self.i256.const_int(255, false), true, "sign"))?,
                     ),
                 };
-                let r = llvm(b.build_select(in_range, v, other, "r"))?.into_int_value();
+                let r = llvm(self.b.build_select(in_range, v, other, "r"))?.into_int_value();
                 self.off -= 1;
                 self.poke(0, r)?;
             }
             SIGNEXTEND => {
                 let k = self.peek(0)?;
                 let x = self.peek(1)?;
-                let in_range = llvm(b.build_int_compare(IntPredicate::ULT, k, self.i256.const_int(31, false), "in"))?;
-                let k = llvm(b.build_and(k, self.i256.const_int(31, false), "k"))?;
-                let k8 = llvm(b.build_int_mul(k, self.i256.const_int(8, false), "k8"))?;
-                let s = llvm(b.build_int_sub(self.i256.const_int(248, false), k8, "s"))?;
-                let up = llvm(b.build_left_shift(x, s, "up"))?;
-                let v = llvm(b.build_right_shift(up, s, true, "v"))?;
-                let r = llvm(b.build_select(in_range, v, x, "r"))?.into_int_value();
+                let in_range = llvm(self.b.build_int_compare(IntPredicate::ULT, k, self.i256.const_int(31, false), "in"))?;
+                let k = llvm(self.b.build_and(k, self.i256.const_int(31, false), "k"))?;
+                let k8 = llvm(self.b.build_int_mul(k, self.i256.const_int(8, false), "k8"))?;
+                let s = llvm(self.b.build_int_sub(self.i256.const_int(248, false), k8, "s"))?;
+                let up = llvm(self.b.build_left_shift(x, s, "up"))?;
+                let v = llvm(self.b.build_right_shift(up, s, true, "v"))?;
+                let r = llvm(self.b.build_select(in_range, v, x, "r"))?.into_int_value();
                 self.off -= 1;
                 self.poke(0, r)?;
             }
             CLZ => {
                 let x = self.peek(0)?;
                 let f = self.intrinsic("llvm.ctlz", self.i256)?;
-                let r = llvm(b.build_call(f, &[x.into(), self.i1.const_zero().into()], "clz"))?
+                let r = llvm(self.b.build_call(f, &[x.into(), self.i1.const_zero().into()], "clz"))?
                     .try_as_basic_value()
                     .unwrap_basic()
                     .into_int_value();

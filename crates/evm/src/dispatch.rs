@@ -60,11 +60,17 @@ pub fn run_compiled<H: Host>(
         return interpreter.run_plain(table, gas_table, host);
     }
     let (stack_ptr, sp) = (stack.as_mut_ptr(), stack.len() as u64);
+    let (mem, mem_len) = {
+        let mut m = interpreter.memory.context_memory_mut();
+        (m.as_mut_ptr(), m.len() as u64)
+    };
     let mut cx = KilnCtx {
         stack: stack_ptr,
         sp,
         gas: interpreter.gas.remaining(),
         pc: interpreter.bytecode.pc() as u64,
+        mem,
+        mem_len,
         interpreter: interpreter as *mut _,
         host: host as &mut dyn Host as *mut dyn Host,
     };

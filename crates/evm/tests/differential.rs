@@ -429,3 +429,25 @@ fn bad_bytecode_runs_like_the_interpreter() {
         assert_eq!(a, b, "{name}");
     }
 }
+
+/// Inline memory access inside the current size, the builtin outside it, and the hand-off to
+/// the interpreter right after an inline access (values still in registers) at every gas limit.
+#[test]
+fn memory_fast_path_edges() {
+    let mut a = Asm::default().push(U256::MAX).push(64u64).op(op::MSTORE); // memory is 96 bytes
+    for offset in [0u64, 1, 31, 32, 33, 63, 64, 65, 95, 96, 1000] {
+        a = a.push(offset).op(op::MLOAD).push(offset).op(op::ADD);
+        a = a.push(0xabu64).push(offset).op(op::MSTORE8);
+        a = a.op(op::DUP1).push(offset).op(op::MSTORE);
+    }
+    let code = a.op(op::MSIZE).op(op::ADD).ret_top().build();
+    run(code.clone(), 1_000_000);
+    sweep(code, 21_000..21_700, SpecId::CANCUN);
+    // Dirty register values when a later section bails out: DUPs after an inline MLOAD up to an
+    // overflow, with the stack almost full.
+    let mut code = vec![op::PUSH0; 1010];
+    code.extend([op::PUSH0, op::MLOAD, op::DUP1, op::DUP1, op::MSIZE, op::MLOAD]);
+    code.extend([op::DUP1; 16]);
+    run(code.clone(), 1_000_000);
+    sweep(code, 21_000 + 3_000..21_000 + 3_200, SpecId::CANCUN);
+}
