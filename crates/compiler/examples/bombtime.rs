@@ -12,7 +12,11 @@ fn main() {
         "random" => { let mut x = 0x9e3779b97f4a7c15u64; (0..n).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect() }
         _ => panic!(),
     };
+    let reps: usize = std::env::var("KILN_REPEAT").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let t = Instant::now();
-    let r = compile_jit(&code, SpecId::CANCUN, &CompileOptions { opt_level: opt, ..Default::default() });
-    println!("{which} {n} {opt:?}: {:?} in {:?}", r.map(|_| ()), t.elapsed());
+    let mut r = Ok(());
+    for _ in 0..reps {
+        r = compile_jit(&code, SpecId::CANCUN, &CompileOptions { opt_level: opt, ..Default::default() }).map(|_| ());
+    }
+    println!("{which} {n} {opt:?}: {:?} in {:?} per compile", r, t.elapsed() / reps as u32);
 }

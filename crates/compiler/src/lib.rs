@@ -217,9 +217,28 @@ fn init_llvm() -> Result<(), CompileError> {
         .map_err(CompileError::Llvm)
 }
 
+thread_local! {
+    /// Building a target machine costs milliseconds (feature tables, lowering tables), which
+    /// would dominate compiling a small contract; each thread keeps one per optimisation level.
+    static TARGET_MACHINES: std::cell::RefCell<std::collections::HashMap<OptLevel, std::rc::Rc<TargetMachine>>> =
+        Default::default();
+}
+
+/// This thread's host target machine for `opt`.
+pub(crate) fn host_target_machine(opt: OptLevel) -> Result<std::rc::Rc<TargetMachine>, CompileError> {
+    TARGET_MACHINES.with(|tms| {
+        if let Some(tm) = tms.borrow().get(&opt) {
+            return Ok(tm.clone());
+        }
+        let tm = std::rc::Rc::new(new_host_target_machine(opt)?);
+        tms.borrow_mut().insert(opt, tm.clone());
+        Ok(tm)
+    })
+}
+
 /// A target machine for the host, position independent so that objects link into shared
 /// libraries.
-pub(crate) fn host_target_machine(opt: OptLevel) -> Result<TargetMachine, CompileError> {
+fn new_host_target_machine(opt: OptLevel) -> Result<TargetMachine, CompileError> {
     init_llvm()?;
     let triple = TargetMachine::get_default_triple();
     let target = Target::from_triple(&triple).map_err(|e| CompileError::Llvm(e.to_string()))?;
