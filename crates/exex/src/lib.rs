@@ -1,1 +1,2 @@
-
+//! kiln execution extension (next milestone): chain notifications (committed / reorged /
+//! reverted) -> hotness ranking -> background compilation -> artifact cache.
