@@ -212,9 +212,25 @@ pub enum Emit {
 
 fn init_llvm() -> Result<(), CompileError> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
-    INIT.get_or_init(|| Target::initialize_native(&InitializationConfig::default()))
-        .clone()
-        .map_err(CompileError::Llvm)
+    INIT.get_or_init(|| {
+        // The machine scheduler builds a dependence graph per scheduling region that is
+        // quadratic in its memory operations; EVM blocks lowered to straight-line code can hold
+        // thousands, which took minutes. Out-of-order x86 cores gain little from it. Store
+        // merging in the DAG combiner is quadratic in adjacent stores the same way (a block
+        // that leaves 1,000 values on the stack writes 4,000 adjacent words).
+        let args: Vec<std::ffi::CString> = ["kiln", "-enable-misched=false", "-enable-post-misched=false", "-combiner-store-merging=false"]
+            .iter()
+            .map(|a| std::ffi::CString::new(*a).expect("no NUL in option"))
+            .collect();
+        let argv: Vec<*const std::ffi::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        // SAFETY: argv holds valid NUL-terminated strings that outlive the call; the options
+        // exist in LLVM 22 (an unknown option would make LLVM exit), and this runs once, before
+        // any other LLVM use in this process.
+        unsafe { llvm_sys::support::LLVMParseCommandLineOptions(argv.len() as i32, argv.as_ptr(), std::ptr::null()) };
+        Target::initialize_native(&InitializationConfig::default())
+    })
+    .clone()
+    .map_err(CompileError::Llvm)
 }
 
 thread_local! {

@@ -193,7 +193,11 @@ impl Runtime {
                 }
             }
         };
-        self.stats.compile_micros.fetch_add(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let elapsed = start.elapsed();
+        self.stats.compile_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        if elapsed.as_secs() >= 1 {
+            tracing::warn!(%hash, ?spec, bytes = code.len(), ms = elapsed.as_millis() as u64, "slow compilation");
+        }
         match &result {
             Ok(_) => self.stats.compilations.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.stats.compile_failures.fetch_add(1, Ordering::Relaxed),
