@@ -1,7 +1,9 @@
 //! `kiln`: command-line front end of the kiln compiled-EVM execution layer.
 
+mod bench;
 mod compile;
 mod fixtures;
+mod fuzz;
 mod statetest;
 
 use std::{io::IsTerminal, process::ExitCode};
@@ -26,6 +28,10 @@ enum Command {
     Statetest(statetest::StatetestArgs),
     /// Compile bytecode and show or write the result (LLVM IR, assembly, object, shared library).
     Compile(compile::CompileArgs),
+    /// Time transactions in each execution mode (revm, interpreter, JIT, AOT) after checking they agree.
+    Bench(bench::BenchArgs),
+    /// Differential fuzzing: generated programs on the interpreter vs compiled modes, or (--bombs) compile-time worst cases.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +40,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Statetest(args) => statetest::run(args),
         Command::Compile(args) => compile::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,11 +1,11 @@
 //! `kiln statetest`: run Ethereum state tests through a chosen execution mode.
 
-mod backend;
-mod load;
+pub(crate) mod backend;
+pub(crate) mod load;
 mod panics;
-mod report;
+pub(crate) mod report;
 mod roots;
-mod runner;
+pub(crate) mod runner;
 mod skips;
 
 use std::{
@@ -178,7 +178,7 @@ pub fn run(args: StatetestArgs) -> eyre::Result<ExitCode> {
 
 /// Explicit files are taken as given; folders contribute their `*.json` files, sorted so runs
 /// are reproducible.
-fn collect_files(paths: &[PathBuf]) -> eyre::Result<Vec<PathBuf>> {
+pub(crate) fn collect_files(paths: &[PathBuf]) -> eyre::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path)

@@ -268,7 +268,7 @@ fn run_sequence(
 }
 
 /// Maps a fixture fork to a revm spec, or gives a skip `(category, reason)`.
-fn spec_id(name: &SpecName) -> Result<SpecId, (&'static str, String)> {
+pub(crate) fn spec_id(name: &SpecName) -> Result<SpecId, (&'static str, String)> {
     match name {
         // The original Constantinople (with EIP-1283) never shipped and revm does not model
         // it; `SpecName::to_spec_id` panics on it and revme skips it.
@@ -282,7 +282,7 @@ fn spec_id(name: &SpecName) -> Result<SpecId, (&'static str, String)> {
 }
 
 /// Configuration and block for `spec`, mirroring how revme sets them up.
-fn environment(unit: &TestUnit, spec: SpecId) -> (CfgEnv, BlockEnv) {
+pub(crate) fn environment(unit: &TestUnit, spec: SpecId) -> (CfgEnv, BlockEnv) {
     let mut cfg = CfgEnv::default();
     // Gas parameters are spec dependent; setting the spec alone would keep the default's.
     cfg.set_spec_and_mainnet_gas_params(spec);
@@ -305,7 +305,7 @@ fn environment(unit: &TestUnit, spec: SpecId) -> (CfgEnv, BlockEnv) {
 }
 
 /// `Test::tx_env`, after checking the indexes it would otherwise panic on.
-fn build_tx(unit: &TestUnit, test: &Test) -> Result<TxEnv, String> {
+pub(crate) fn build_tx(unit: &TestUnit, test: &Test) -> Result<TxEnv, String> {
     let parts = &unit.transaction;
     let idx = &test.indexes;
     for (what, index, len) in [

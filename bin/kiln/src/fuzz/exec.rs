@@ -1,0 +1,251 @@
+//! Running programs through the interpreter and the compiled modes, and comparing the results.
+
+use std::{
+    collections::BTreeSet,
+    fmt::Write as _,
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::Arc,
+};
+
+use alloy_primitives::B256;
+use eyre::WrapErr;
+use kiln_compiler::{aot::ArtifactDir, CompileOptions};
+use kiln_evm::{
+    difftest::{run_kiln, run_revm, Case, Outcome},
+    CompilePolicy, Runtime,
+};
+use revm::{context_interface::result::ExecutionResult, primitives::hardfork::SpecId};
+
+use super::program::Program;
+use crate::statetest::runner::Fork;
+
+/// A compiled execution mode under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FuzzMode {
+    /// In-process JIT.
+    Jit,
+    /// Ahead-of-time compiled shared libraries.
+    Aot,
+}
+
+impl FuzzMode {
+    /// Lower-case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Jit => "jit",
+            Self::Aot => "aot",
+        }
+    }
+}
+
+/// A compiled mode with its runtime. Runtimes are shared by every program of a batch and then
+/// dropped, which frees whatever compiled code the per-program cleanup missed.
+pub struct ModeRuntime {
+    /// The mode.
+    pub mode: FuzzMode,
+    /// Its runtime (compile on first sight).
+    pub runtime: Arc<Runtime>,
+    /// The AOT artifact directory, removed with the runtime.
+    _aot_dir: Option<tempfile::TempDir>,
+}
+
+impl ModeRuntime {
+    /// A fresh runtime for `mode` compiling with `options`.
+    pub fn new(mode: FuzzMode, options: CompileOptions) -> eyre::Result<Self> {
+        let (backend, dir) = match mode {
+            FuzzMode::Jit => (kiln_evm::Backend::Jit, None),
+            FuzzMode::Aot => {
+                let dir = tempfile::Builder::new()
+                    .prefix("kiln-fuzz-aot-")
+                    .tempdir()?;
+                let artifacts = ArtifactDir::open(dir.path().join("artifacts"))
+                    .wrap_err("AOT artifact directory")?;
+                (kiln_evm::Backend::Aot(artifacts), Some(dir))
+            }
+        };
+        Ok(Self {
+            mode,
+            runtime: Arc::new(Runtime::new(backend, CompilePolicy::OnFirstSight, options)),
+            _aot_dir: dir,
+        })
+    }
+}
+
+/// Runs `case` on kiln; a panic becomes an outcome that differs from any real one.
+pub fn run_compiled(case: &Case, rt: &ModeRuntime) -> Outcome {
+    catch_unwind(AssertUnwindSafe(|| run_kiln(case, &rt.runtime))).unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic".into());
+        Outcome {
+            result: Err(format!("kiln panicked: {msg}")),
+            state: vec![],
+        }
+    })
+}
+
+/// Drops the compiled code of everything `program` ran under `spec` from the registry, so a
+/// long campaign does not keep thousands of never-reused functions alive.
+pub fn forget(program: &Program, spec: SpecId, outcomes: &[&Outcome], rt: &ModeRuntime) {
+    let mut hashes: BTreeSet<B256> = program.code_hashes().into_iter().collect();
+    // Code deployed by CREATEs and then called.
+    for outcome in outcomes {
+        hashes.extend(outcome.state.iter().map(|(_, info, ..)| info.code_hash));
+    }
+    for hash in hashes {
+        rt.runtime.remove(hash, spec);
+    }
+}
+
+/// Whether `program` still diverges under `fork` in `rt` (the minimizer's predicate).
+pub fn diverges(program: &Program, fork: &Fork, rt: &ModeRuntime) -> bool {
+    let case = program.case(fork.spec);
+    let reference = run_revm(&case);
+    let got = run_compiled(&case, rt);
+    forget(program, fork.spec, &[&reference, &got], rt);
+    reference != got
+}
+
+/// The compared outcomes of one divergent run.
+#[derive(Clone, Debug)]
+pub struct Mismatch {
+    /// The interpreter's outcome.
+    pub reference: Outcome,
+    /// The compiled mode's outcome.
+    pub got: Outcome,
+}
+
+impl Mismatch {
+    /// What differs, one item per aspect, interpreter value first.
+    pub fn describe(&self, mode: FuzzMode) -> String {
+        describe(&self.reference, &self.got, mode.as_str()).join("; ")
+    }
+}
+
+/// A short name for how a run ended (validation errors lumped together).
+pub fn ending(o: &Outcome) -> String {
+    match &o.result {
+        Ok(r) => kind(r),
+        Err(_) => "Rejected".into(),
+    }
+}
+
+fn kind(r: &ExecutionResult) -> String {
+    match r {
+        ExecutionResult::Success { reason, .. } => format!("Success({reason:?})"),
+        ExecutionResult::Revert { .. } => "Revert".into(),
+        ExecutionResult::Halt { reason, .. } => format!("Halt({reason:?})"),
+    }
+}
+
+fn output(r: &ExecutionResult) -> Vec<u8> {
+    r.output().map(|o| o.to_vec()).unwrap_or_default()
+}
+
+/// The differences between two outcomes.
+pub fn describe(a: &Outcome, b: &Outcome, mode: &str) -> Vec<String> {
+    let mut d = Vec::new();
+    match (&a.result, &b.result) {
+        (Err(x), Err(y)) if x != y => d.push(format!("error: interpreter {x:?}, {mode} {y:?}")),
+        (Err(x), Ok(y)) => d.push(format!(
+            "interpreter rejected ({x}), {mode} ran: {}",
+            kind(y)
+        )),
+        (Ok(x), Err(y)) => d.push(format!("interpreter ran: {}, {mode} failed: {y}", kind(x))),
+        (Ok(x), Ok(y)) => {
+            if kind(x) != kind(y) {
+                d.push(format!("result {} vs {}", kind(x), kind(y)));
+            }
+            let (gx, gy) = (x.gas(), y.gas());
+            if gx.total_gas_spent() != gy.total_gas_spent() {
+                d.push(format!(
+                    "gas spent {} vs {}",
+                    gx.total_gas_spent(),
+                    gy.total_gas_spent()
+                ));
+            }
+            if gx.inner_refunded() != gy.inner_refunded() {
+                d.push(format!(
+                    "refund {} vs {}",
+                    gx.inner_refunded(),
+                    gy.inner_refunded()
+                ));
+            }
+            if gx != gy
+                && d.iter()
+                    .all(|s| !s.starts_with("gas") && !s.starts_with("refund"))
+            {
+                d.push(format!("gas accounting {gx:?} vs {gy:?}"));
+            }
+            if output(x) != output(y) {
+                d.push(format!(
+                    "output 0x{} vs 0x{}",
+                    hex::encode(output(x)),
+                    hex::encode(output(y))
+                ));
+            }
+            if x.logs() != y.logs() {
+                d.push(format!(
+                    "logs differ ({} vs {} entries)",
+                    x.logs().len(),
+                    y.logs().len()
+                ));
+            }
+        }
+        (Err(_), Err(_)) => {}
+    }
+    if a.state != b.state {
+        d.push(describe_state(a, b));
+    }
+    if d.is_empty() {
+        d.push("outcomes differ".into());
+    }
+    d
+}
+
+fn describe_state(a: &Outcome, b: &Outcome) -> String {
+    let mut s = String::from("state:");
+    let addrs: BTreeSet<_> = a
+        .state
+        .iter()
+        .chain(&b.state)
+        .map(|(addr, ..)| *addr)
+        .collect();
+    for addr in addrs {
+        let x = a.state.iter().find(|(x, ..)| *x == addr);
+        let y = b.state.iter().find(|(y, ..)| *y == addr);
+        match (x, y) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(x), Some(y)) => {
+                if x.1 != y.1 {
+                    let _ = write!(
+                        s,
+                        " {addr} balance/nonce/code {}/{}/{} vs {}/{}/{};",
+                        x.1.balance,
+                        x.1.nonce,
+                        x.1.code_hash,
+                        y.1.balance,
+                        y.1.nonce,
+                        y.1.code_hash
+                    );
+                }
+                if x.2 != y.2 {
+                    let _ = write!(s, " {addr} storage {:?} vs {:?};", x.2, y.2);
+                }
+                if x.3 != y.3 {
+                    let _ = write!(s, " {addr} selfdestructed {} vs {};", x.3, y.3);
+                }
+            }
+            (Some(_), None) => {
+                let _ = write!(s, " {addr} touched only by the interpreter;");
+            }
+            (None, Some(_)) => {
+                let _ = write!(s, " {addr} touched only by the compiled code;");
+            }
+            (None, None) => {}
+        }
+    }
+    s
+}

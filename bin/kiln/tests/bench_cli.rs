@@ -1,0 +1,161 @@
+//! End-to-end test of `kiln bench`, run against the built binary on small hand-written
+//! workloads (`tests/data/bench`), so it needs nothing from `../shared`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+
+fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/bench")
+        .join(rel)
+}
+
+fn kiln_bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("failed to start the kiln binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn json_lines_for_two_workloads() {
+    let (standard, sequence) = (data("countdown.json"), data("counter_sequence.json"));
+    let out = kiln_bench(&[
+        standard.to_str().unwrap(),
+        sequence.to_str().unwrap(),
+        "--reps",
+        "3",
+        "--min-time",
+        "0.02",
+        "--json",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    // With --json, stdout holds JSON lines only; the machine and summary go to stderr.
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(stderr.contains("machine: "), "{stderr}");
+    assert!(stderr.contains("geometric mean speedup"), "{stderr}");
+
+    // Default modes: stock revm, the interpreter and the JIT, for each workload.
+    let pairs: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["workload"].as_str().unwrap().to_owned(),
+                l["mode"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = ["bench/countdown/n100", "bench/counterSequence"]
+        .iter()
+        .flat_map(|w| {
+            ["revm", "interpreter", "jit"]
+                .iter()
+                .map(move |m| (w.to_string(), m.to_string()))
+        })
+        .collect();
+    assert_eq!(pairs, expected);
+
+    for line in &lines {
+        let mode = line["mode"].as_str().unwrap();
+        let median = line["median_ns"].as_f64().expect("median_ns");
+        assert!(median > 0.0, "{line}");
+        assert!(line["p10_ns"].as_f64().unwrap() <= median, "{line}");
+        assert!(line["p90_ns"].as_f64().unwrap() >= median, "{line}");
+        assert!(line["reps"].as_u64().unwrap() >= 3, "{line}");
+        assert!(line["gas_used"].as_u64().unwrap() > 21_000, "{line}");
+        assert!(line["mgas_per_s"].as_f64().unwrap() > 0.0, "{line}");
+        assert_eq!(line["status"], "success", "{line}");
+        assert!(line["speedup"].as_f64().unwrap() > 0.0, "{line}");
+        assert!(line["time_vs_revm"].as_f64().unwrap() > 0.0, "{line}");
+        if mode == "jit" {
+            assert!(line["compile_ms"].as_f64().unwrap() > 0.0, "{line}");
+            assert!(line["compile_ms_per_kib"].as_f64().unwrap() > 0.0, "{line}");
+            assert!(line["object_bytes"].as_u64().unwrap() > 0, "{line}");
+            assert_eq!(line["compile_failures"], serde_json::json!([]), "{line}");
+            // The timed call ran compiled code, not the interpreter.
+            assert_eq!(line["frames_compiled"], 1, "{line}");
+            assert_eq!(line["frames_interpreted"], 0, "{line}");
+        } else {
+            // The field is there (it is part of the format) but nothing was compiled.
+            assert!(
+                line.as_object().unwrap().contains_key("compile_ms"),
+                "{line}"
+            );
+            assert!(line["compile_ms"].is_null(), "{line}");
+        }
+        if mode == "interpreter" {
+            assert_eq!(line["speedup"].as_f64(), Some(1.0), "{line}");
+        }
+    }
+
+    // Every mode used the same gas on a workload (the agreement check passed).
+    for w in lines.chunks(3) {
+        assert!(w.iter().all(|l| l["gas_used"] == w[0]["gas_used"]), "{w:?}");
+    }
+    // The sequence's timed call ran after its setup call was committed: it only rewrites a
+    // set slot (1 -> 2, about 5k gas of SSTORE) instead of filling a fresh one (over 20k).
+    let sequence_gas = lines[3]["gas_used"].as_u64().unwrap();
+    assert!(
+        sequence_gas < 30_000,
+        "setup not committed? gas {sequence_gas}"
+    );
+}
+
+#[test]
+fn a_mode_that_disagrees_fails_the_run() {
+    // JUMP (0x56) charged one gas more by the compiled code: the countdown loop jumps 100 times.
+    let file = data("countdown.json");
+    let out = kiln_bench(&[
+        file.to_str().unwrap(),
+        "--modes",
+        "interpreter,jit",
+        "--reps",
+        "3",
+        "--min-time",
+        "0",
+        "--inject-fault",
+        "gas:56:1",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("bench/countdown/n100: jit differs from the interpreter: timed tx: gas used"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 disagreement(s) with the interpreter"),
+        "{stderr}"
+    );
+    // The interpreter was still timed; the disagreeing mode was not.
+    assert!(stdout.contains("interpreter"), "{stdout}");
+    assert!(!stdout.contains(" jit "), "{stdout}");
+}
+
+#[test]
+fn missing_path_is_a_clear_failure() {
+    let out = kiln_bench(&["/nonexistent/kiln-bench-workloads"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot access /nonexistent/kiln-bench-workloads"),
+        "{stderr}"
+    );
+}
