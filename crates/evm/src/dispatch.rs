@@ -1,6 +1,6 @@
 //! Running one frame: compiled code when the registry has it, revm's interpreter otherwise.
 
-use crate::registry::Runtime;
+use crate::registry::{CompiledCode, Runtime};
 use kiln_builtins::{CompiledFn, KilnCtx, STATUS_CONTINUE_IN_INTERPRETER};
 use revm::{
     interpreter::{
@@ -10,39 +10,54 @@ use revm::{
     },
     primitives::hardfork::SpecId,
 };
-use std::sync::atomic::Ordering;
+use revm::primitives::B256;
+use rustc_hash::FxHashMap;
+use std::sync::{atomic::Ordering, Arc};
+
+/// Compiled functions one EVM has already found in the [`Runtime`], so that its later frames of
+/// the same code take no lock and no reference-count traffic (a measurable share of a small
+/// contract's frame). Only hits are kept: a miss may be filled later by a background compile.
+#[derive(Debug, Default)]
+pub struct FrameCache {
+    hits: FxHashMap<(B256, SpecId), Arc<CompiledCode>>,
+}
 
 /// Runs the frame's interpreter until it returns an action, on compiled code if `runtime` has
 /// (or, by its policy, makes) a function for the frame's code.
 pub fn run_frame<H: Host>(
     runtime: &Runtime,
+    cache: &mut FrameCache,
     interpreter: &mut Interpreter<EthInterpreter>,
     host: &mut H,
     table: &InstructionTable<EthInterpreter, H>,
     gas_table: &GasTable,
 ) -> InterpreterAction {
-    if let Some(f) = compiled_for(runtime, interpreter) {
+    if let Some(f) = compiled_for(runtime, cache, interpreter) {
         runtime.stats.compiled_frames.fetch_add(1, Ordering::Relaxed);
-        let action = run_compiled(f.as_fn(), interpreter, host, table, gas_table);
-        drop(f);
-        return action;
+        return run_compiled(f.as_fn(), interpreter, host, table, gas_table);
     }
     runtime.stats.interpreted_frames.fetch_add(1, Ordering::Relaxed);
     interpreter.run_plain(table, gas_table, host)
 }
 
-fn compiled_for(
+fn compiled_for<'c>(
     runtime: &Runtime,
+    cache: &'c mut FrameCache,
     interpreter: &mut Interpreter<EthInterpreter>,
-) -> Option<std::sync::Arc<crate::registry::CompiledCode>> {
+) -> Option<&'c CompiledCode> {
     // Empty code stops at once; there is nothing to compile.
     if !runtime.is_enabled() || !interpreter.bytecode.is_legacy() || interpreter.bytecode.original_byte_slice().is_empty() {
         return None;
     }
     let spec: SpecId = interpreter.runtime_flag.spec_id;
     let hash = interpreter.bytecode.get_or_calculate_hash();
-    let bytecode = &interpreter.bytecode;
-    runtime.lookup(hash, spec, || bytecode.original_byte_slice().to_vec())
+    let key = (hash, spec);
+    if !cache.hits.contains_key(&key) {
+        let bytecode = &interpreter.bytecode;
+        let f = runtime.lookup(hash, spec, || bytecode.original_byte_slice().to_vec())?;
+        cache.hits.insert(key, f);
+    }
+    cache.hits.get(&key).map(|f| &**f)
 }
 
 /// Calls compiled code on the frame and converts its status into the frame's next action, the

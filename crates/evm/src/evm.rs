@@ -1,6 +1,9 @@
 //! [`KilnEvm`]: revm's EVM with kiln's frame dispatch.
 
-use crate::{dispatch::run_frame, registry::Runtime};
+use crate::{
+    dispatch::{run_frame, FrameCache},
+    registry::Runtime,
+};
 use revm::{
     context::{Cfg, ContextSetters, ContextTr, Evm, FrameStack, JournalTr},
     context_interface::{
@@ -33,6 +36,8 @@ pub struct KilnEvm<CTX, INSP = (), P = EthPrecompiles> {
     pub inner: RevmEvm<CTX, INSP, P>,
     /// The compiled-code registry and policy.
     pub runtime: Arc<Runtime>,
+    /// Functions already found in `runtime` by this EVM.
+    cache: FrameCache,
 }
 
 impl<CTX: std::fmt::Debug, INSP, P> std::fmt::Debug for KilnEvm<CTX, INSP, P> {
@@ -50,14 +55,14 @@ impl<CTX: ContextTr> KilnEvm<CTX, (), EthPrecompiles> {
         let spec = ctx.cfg().spec().into();
         let instructions = EthInstructions::new_mainnet_with_spec(spec);
         let precompiles = EthPrecompiles::new(spec);
-        Self { inner: Evm::new(ctx, instructions, precompiles), runtime }
+        Self { inner: Evm::new(ctx, instructions, precompiles), runtime, cache: FrameCache::default() }
     }
 }
 
 impl<CTX, INSP, P> KilnEvm<CTX, INSP, P> {
     /// Wraps an existing revm EVM.
     pub fn from_revm(inner: RevmEvm<CTX, INSP, P>, runtime: Arc<Runtime>) -> Self {
-        Self { inner, runtime }
+        Self { inner, runtime, cache: FrameCache::default() }
     }
 }
 
@@ -91,6 +96,7 @@ where
         let frame = frame_stack.get();
         let action = run_frame(
             &self.runtime,
+            &mut self.cache,
             &mut frame.interpreter,
             ctx,
             instruction.instruction_table(),

@@ -406,12 +406,13 @@ pub fn run(size: usize, filter: Option<&str>) -> eyre::Result<ExitCode> {
     let opts = CompileOptions::default();
     for bomb in &selected {
         let code = (bomb.code)(size);
-        let blocks = kiln_compiler::analysis::analyze(&code, SPEC).blocks.len();
-        // The level the compiler will pick (it drops to O0 above its block budget).
-        let level = if blocks > opts.optimize_max_blocks {
-            "O0"
-        } else {
-            "O2"
+        let analysis = kiln_compiler::analysis::analyze(&code, SPEC);
+        let blocks = analysis.blocks.len();
+        // The pass pipeline the compiler will pick (lean above its section budget).
+        let level = match kiln_compiler::Pipeline::choose(&opts, &analysis) {
+            kiln_compiler::Pipeline::None => "O0",
+            kiln_compiler::Pipeline::Lean => "lean",
+            kiln_compiler::Pipeline::Full(_) => "O2",
         };
         match run_child(bomb.name, size) {
             Ok(r) => {
