@@ -27,6 +27,7 @@ use revm::{
     interpreter::{
         instructions::{arithmetic, block_info, contract, control, host, memory, stack, system, tx_info},
         interpreter::EthInterpreter,
+        interpreter_types::InputsTr,
         Host, InstructionContext, InstructionResult, Interpreter,
     },
     primitives::U256,
@@ -430,12 +431,112 @@ pub fn stack_builtin_name(opcode: u8) -> Option<(&'static str, usize)> {
     })
 }
 
-/// Every builtin symbol and its address, host and stack builtins alike.
+/// The signature of a value builtin: reads the frame's input (never its stack, gas or memory
+/// size) and writes one word to `io`, which holds the operand if the opcode takes one.
+pub type ValueBuiltin = unsafe extern "C" fn(*mut KilnCtx<'static>, *mut U256);
+
+/// The frame's interpreter, read-only.
+///
+/// # Safety
+/// `ctx` must be the live context the dispatcher passed to compiled code.
+#[inline(always)]
+unsafe fn frame_of<'a>(ctx: *mut KilnCtx<'_>) -> &'a Interpreter<EthInterpreter> {
+    // SAFETY: forwarded from the caller; value builtins only read the interpreter.
+    unsafe { &*(*ctx).interpreter }
+}
+
+/// ADDRESS as a value builtin.
+///
+/// # Safety
+/// `ctx` is the dispatcher's live context and `io` a writable word.
+#[no_mangle]
+pub unsafe extern "C" fn kiln_v_address(ctx: *mut KilnCtx<'_>, io: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { *io = frame_of(ctx).input.target_address().into_word().into() };
+}
+
+/// CALLER as a value builtin.
+///
+/// # Safety
+/// As [`kiln_v_address`].
+#[no_mangle]
+pub unsafe extern "C" fn kiln_v_caller(ctx: *mut KilnCtx<'_>, io: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { *io = frame_of(ctx).input.caller_address().into_word().into() };
+}
+
+/// CALLVALUE as a value builtin.
+///
+/// # Safety
+/// As [`kiln_v_address`].
+#[no_mangle]
+pub unsafe extern "C" fn kiln_v_callvalue(ctx: *mut KilnCtx<'_>, io: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { *io = frame_of(ctx).input.call_value() };
+}
+
+/// CALLDATASIZE as a value builtin.
+///
+/// # Safety
+/// As [`kiln_v_address`].
+#[no_mangle]
+pub unsafe extern "C" fn kiln_v_calldatasize(ctx: *mut KilnCtx<'_>, io: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { *io = U256::from(frame_of(ctx).input.input().len()) };
+}
+
+/// CALLDATALOAD as a value builtin: `*io` is the offset on entry and the word on return (zero
+/// padded past the end of the calldata, as revm's `calldataload`).
+///
+/// # Safety
+/// As [`kiln_v_address`].
+#[no_mangle]
+pub unsafe extern "C" fn kiln_v_calldataload(ctx: *mut KilnCtx<'_>, io: *mut U256) {
+    // SAFETY: forwarded from this function's contract.
+    let (interpreter, offset) = unsafe { (frame_of(ctx), *io) };
+    let offset: usize = offset.saturating_to();
+    let input = interpreter.input.input();
+    let mut word = [0u8; 32];
+    if offset < input.len() {
+        let count = 32.min(input.len() - offset);
+        let data = input.as_bytes_memory(&interpreter.memory);
+        word[..count].copy_from_slice(&data[offset..offset + count]);
+    }
+    // SAFETY: forwarded from this function's contract.
+    unsafe { *io = U256::from_be_bytes(word) };
+}
+
+/// Every value builtin by symbol name.
+pub const VALUE_BUILTINS: &[(&str, ValueBuiltin)] = &[
+    ("kiln_v_address", kiln_v_address as ValueBuiltin),
+    ("kiln_v_caller", kiln_v_caller as ValueBuiltin),
+    ("kiln_v_callvalue", kiln_v_callvalue as ValueBuiltin),
+    ("kiln_v_calldatasize", kiln_v_calldatasize as ValueBuiltin),
+    ("kiln_v_calldataload", kiln_v_calldataload as ValueBuiltin),
+];
+
+/// The value builtin that implements `opcode`, with its operand count (0 or 1). These opcodes
+/// have only static gas and cannot fail, so compiled code calls them inside a gas section and
+/// keeps its virtual stack in registers around them.
+pub fn value_builtin_name(opcode: u8) -> Option<(&'static str, usize)> {
+    use revm::bytecode::opcode::*;
+    Some(match opcode {
+        ADDRESS => ("kiln_v_address", 0),
+        CALLER => ("kiln_v_caller", 0),
+        CALLVALUE => ("kiln_v_callvalue", 0),
+        CALLDATASIZE => ("kiln_v_calldatasize", 0),
+        CALLDATALOAD => ("kiln_v_calldataload", 1),
+        _ => return None,
+    })
+}
+
+/// Every builtin symbol and its address: host, stack and value builtins.
 pub fn all_symbols() -> impl Iterator<Item = (&'static str, usize)> {
     HOST_BUILTINS
         .iter()
         .map(|(n, f)| (*n, *f as usize))
         .chain(STACK_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
+        .chain(VALUE_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
 }
 
 #[cfg(test)]

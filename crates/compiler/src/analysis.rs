@@ -27,6 +27,9 @@ pub enum InstKind {
     Inline,
     /// A pure stack builtin (DIV, MOD, ADDMOD, ...) with its operand count.
     StackBuiltin(&'static str, usize),
+    /// A value builtin (CALLDATALOAD, CALLER, ...) with its operand count: reads the frame's
+    /// input, has static gas only and cannot fail, so it does not end the section.
+    ValueBuiltin(&'static str, usize),
     /// A host builtin; ends the section. `suspends` for calls and creates.
     HostBuiltin {
         /// The builtin's symbol.
@@ -169,6 +172,9 @@ fn classify(op: u8, spec: SpecId) -> InstKind {
     }
     if let Some((name, n)) = kiln_builtins::stack_builtin_name(op) {
         return InstKind::StackBuiltin(name, n);
+    }
+    if let Some((name, n)) = kiln_builtins::value_builtin_name(op) {
+        return InstKind::ValueBuiltin(name, n);
     }
     if let Some(name) = kiln_builtins::host_builtin_name(op) {
         let suspends = matches!(op, CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2);

@@ -70,6 +70,7 @@ struct Lowerer<'a, 'ctx> {
     stack_base: PointerValue<'ctx>,
     sp_var: PointerValue<'ctx>,
     gas_var: PointerValue<'ctx>,
+    scratch: PointerValue<'ctx>,
     exit_bb: BasicBlock<'ctx>,
     exit_phi: PhiValue<'ctx>,
     block_bbs: Vec<BasicBlock<'ctx>>,
@@ -80,6 +81,7 @@ struct Lowerer<'a, 'ctx> {
     to_interp: Option<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)>,
     host_fn_ty: FunctionType<'ctx>,
     stack_fn_ty: FunctionType<'ctx>,
+    value_fn_ty: FunctionType<'ctx>,
     // Per-block state: the stack height at block entry, the stack pointer at that height, and
     // the static offset from it.
     sp0: Option<IntValue<'ctx>>,
@@ -116,6 +118,12 @@ pub(crate) fn lower<'ctx>(
     let ctx_ptr = func.get_nth_param(0).unwrap().into_pointer_value();
     let sp_var = llvm(b.build_alloca(i64, "sp"))?;
     let gas_var = llvm(b.build_alloca(i64, "gas"))?;
+    // Operands of the pure stack builtins: passing them here instead of in the stack buffer
+    // keeps the rest of the virtual stack in registers across DIV/MOD/ADDMOD/...
+    let scratch = llvm(b.build_array_alloca(i256, i64.const_int(3, false), "scratch"))?;
+    if let Some(inst) = scratch.as_instruction() {
+        let _ = inst.set_alignment(16);
+    }
 
     let mut l = Lowerer {
         cx,
@@ -132,6 +140,7 @@ pub(crate) fn lower<'ctx>(
         stack_base: ptr.const_null(),
         sp_var,
         gas_var,
+        scratch,
         exit_bb,
         exit_phi,
         block_bbs: Vec::new(),
@@ -140,6 +149,7 @@ pub(crate) fn lower<'ctx>(
         to_interp: None,
         host_fn_ty: i8.fn_type(&[ptr.into()], false),
         stack_fn_ty: cx.void_type().fn_type(&[ptr.into()], false),
+        value_fn_ty: cx.void_type().fn_type(&[ptr.into(), ptr.into()], false),
         sp0: None,
         base: None,
         off: 0,
@@ -272,6 +282,12 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 "slot",
             ))
         }
+    }
+
+    /// Address of operand `i` in the stack builtins' scratch area.
+    fn scratch_slot(&self, i: i64) -> Res<PointerValue<'ctx>> {
+        // SAFETY (IR): the scratch area holds 3 words and stack builtins take at most 3.
+        unsafe { llvm(self.b.build_gep(self.i256, self.scratch, &[self.i64.const_int(i as u64, false)], "scratch.op")) }
     }
 
     fn peek(&mut self, k: i64) -> Res<IntValue<'ctx>> {
@@ -512,14 +528,46 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     return Ok(());
                 }
                 InstKind::StackBuiltin(name, n) => {
-                    // Operands go through memory; the slots below them are untouched.
-                    self.flush()?;
+                    // Laid out as on the stack: the deepest operand first, the result in its place.
+                    let n = n as i64;
+                    for k in 0..n {
+                        let v = self.peek(k)?;
+                        let p = self.scratch_slot(n - 1 - k)?;
+                        let st = llvm(self.b.build_store(p, v))?;
+                        let _ = st.set_alignment(8);
+                    }
                     let f = self.builtin(name, self.stack_fn_ty)?;
-                    let p = self.slot(n as i64 - 1)?;
-                    llvm(self.b.build_indirect_call(self.stack_fn_ty, f, &[p.into()], ""))?;
-                    let first = self.off - n as i64;
-                    self.cache.retain(|idx, _| *idx < first);
-                    self.off -= n as i64 - 1;
+                    llvm(self.b.build_indirect_call(self.stack_fn_ty, f, &[self.scratch.into()], ""))?;
+                    let r = llvm(self.b.build_load(self.i256, self.scratch, "r"))?;
+                    if let Some(inst) = r.as_instruction_value() {
+                        let _ = inst.set_alignment(8);
+                    }
+                    self.off -= n;
+                    let off = self.off;
+                    self.cache.retain(|idx, _| *idx < off);
+                    self.push(r.into_int_value())?;
+                }
+                InstKind::ValueBuiltin(name, n) => {
+                    if n == 1 {
+                        let v = self.peek(0)?;
+                        let st = llvm(self.b.build_store(self.scratch, v))?;
+                        let _ = st.set_alignment(8);
+                    }
+                    let f = self.builtin(name, self.value_fn_ty)?;
+                    llvm(self.b.build_indirect_call(
+                        self.value_fn_ty,
+                        f,
+                        &[self.ctx_ptr.into(), self.scratch.into()],
+                        "",
+                    ))?;
+                    let r = llvm(self.b.build_load(self.i256, self.scratch, "r"))?;
+                    if let Some(inst) = r.as_instruction_value() {
+                        let _ = inst.set_alignment(8);
+                    }
+                    self.off -= n as i64;
+                    let off = self.off;
+                    self.cache.retain(|idx, _| *idx < off);
+                    self.push(r.into_int_value())?;
                 }
                 InstKind::HostBuiltin { name, .. } if matches!(inst.op, opcode::MLOAD | opcode::MSTORE | opcode::MSTORE8) => {
                     self.emit_memory_op(inst.pc, inst.op, name)?;
