@@ -34,7 +34,12 @@ pub fn run_frame<H: Host>(
 ) -> InterpreterAction {
     if let Some(f) = compiled_for(runtime, cache, interpreter) {
         runtime.stats.compiled_frames.fetch_add(1, Ordering::Relaxed);
-        return run_compiled(f.as_fn(), interpreter, host, table, gas_table);
+        let (action, handed_off) = run_compiled_inner(f.as_fn(), interpreter, host, table, gas_table);
+        if handed_off {
+            runtime.stats.handoffs.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(pc = interpreter.bytecode.pc(), "compiled code handed the frame to the interpreter");
+        }
+        return action;
     }
     runtime.stats.interpreted_frames.fetch_add(1, Ordering::Relaxed);
     interpreter.run_plain(table, gas_table, host)
@@ -69,10 +74,21 @@ pub fn run_compiled<H: Host>(
     table: &InstructionTable<EthInterpreter, H>,
     gas_table: &GasTable,
 ) -> InterpreterAction {
+    run_compiled_inner(f, interpreter, host, table, gas_table).0
+}
+
+/// [`run_compiled`], also telling whether the frame went on in the interpreter.
+fn run_compiled_inner<H: Host>(
+    f: CompiledFn,
+    interpreter: &mut Interpreter<EthInterpreter>,
+    host: &mut H,
+    table: &InstructionTable<EthInterpreter, H>,
+    gas_table: &GasTable,
+) -> (InterpreterAction, bool) {
     let stack = interpreter.stack.data_mut();
     if stack.capacity() < STACK_LIMIT {
         // Compiled code writes the stack buffer without growing it.
-        return interpreter.run_plain(table, gas_table, host);
+        return (interpreter.run_plain(table, gas_table, host), true);
     }
     let (stack_ptr, sp) = (stack.as_mut_ptr(), stack.len() as u64);
     let (mem, mem_len) = {
@@ -98,7 +114,7 @@ pub fn run_compiled<H: Host>(
     interpreter.gas.set_remaining(cx.gas);
     if status == STATUS_CONTINUE_IN_INTERPRETER {
         interpreter.bytecode.absolute_jump(cx.pc as usize);
-        return interpreter.run_plain(table, gas_table, host);
+        return (interpreter.run_plain(table, gas_table, host), true);
     }
     let result = instruction_result(status);
     if result == InstructionResult::Suspend {
@@ -107,7 +123,7 @@ pub fn run_compiled<H: Host>(
     if interpreter.bytecode.action().is_none() {
         interpreter.halt(result);
     }
-    interpreter.take_next_action()
+    (interpreter.take_next_action(), false)
 }
 
 macro_rules! results {

@@ -71,6 +71,9 @@ pub struct RuntimeStats {
     pub compiled_frames: AtomicU64,
     /// Frames that ran on the interpreter.
     pub interpreted_frames: AtomicU64,
+    /// Times compiled code handed its frame to the interpreter mid-way (a failed section check,
+    /// which then halts with the exact reason, or an entry at an unknown pc).
+    pub handoffs: AtomicU64,
     /// Successful compilations.
     pub compilations: AtomicU64,
     /// Failed compilations.
