@@ -284,6 +284,94 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         }
     }
 
+    /// Calls the pure stack builtin `name` on the top `n` values and pops them; returns the result.
+    fn call_stack_builtin(&mut self, name: &str, n: i64) -> Res<IntValue<'ctx>> {
+        // Laid out as on the stack: the deepest operand first, the result in its place.
+        for k in 0..n {
+            let v = self.peek(k)?;
+            let p = self.scratch_slot(n - 1 - k)?;
+            let st = llvm(self.b.build_store(p, v))?;
+            let _ = st.set_alignment(8);
+        }
+        let f = self.builtin(name, self.stack_fn_ty)?;
+        llvm(self.b.build_indirect_call(self.stack_fn_ty, f, &[self.scratch.into()], ""))?;
+        let r = llvm(self.b.build_load(self.i256, self.scratch, "r"))?;
+        if let Some(inst) = r.as_instruction_value() {
+            let _ = inst.set_alignment(8);
+        }
+        self.off -= n;
+        let off = self.off;
+        self.cache.retain(|idx, _| *idx < off);
+        Ok(r.into_int_value())
+    }
+
+    /// DIV, SDIV, MOD, SMOD: native 64-bit division when both operands fit in 64 bits (the
+    /// common case in fixed-point code), the 256-bit builtin otherwise.
+    fn emit_division(&mut self, op: u8, name: &str, n: i64) -> Res<()> {
+        let signed = matches!(op, opcode::SDIV | opcode::SMOD);
+        let (a, b) = (self.peek(0)?, self.peek(1)?);
+        let (a64, b64) = (
+            llvm(self.b.build_int_truncate(a, self.i64, "a64"))?,
+            llvm(self.b.build_int_truncate(b, self.i64, "b64"))?,
+        );
+        let fits = |l: &Self, x: IntValue<'ctx>, x64: IntValue<'ctx>| -> Res<IntValue<'ctx>> {
+            let back = if signed {
+                llvm(l.b.build_int_s_extend(x64, l.i256, "back"))?
+            } else {
+                llvm(l.b.build_int_z_extend(x64, l.i256, "back"))?
+            };
+            llvm(l.b.build_int_compare(IntPredicate::EQ, back, x, "fits"))
+        };
+        let mut small = llvm(self.b.build_and(fits(self, a, a64)?, fits(self, b, b64)?, "small"))?;
+        if signed {
+            // i64::MIN / -1 overflows (and traps on x86); the builtin handles it.
+            let a_min = llvm(self.b.build_int_compare(IntPredicate::EQ, a64, self.i64.const_int(i64::MIN as u64, true), "a.min"))?;
+            let b_m1 = llvm(self.b.build_int_compare(IntPredicate::EQ, b64, self.i64.const_all_ones(), "b.m1"))?;
+            let overflow = llvm(self.b.build_and(a_min, b_m1, "ovf"))?;
+            let no_overflow = llvm(self.b.build_not(overflow, "no.ovf"))?;
+            small = llvm(self.b.build_and(small, no_overflow, "small"))?;
+        }
+        let small = self.expect(small, true)?;
+        let fast = self.cx.append_basic_block(self.func, "div.fast");
+        let slow = self.cx.append_basic_block(self.func, "div.slow");
+        let join = self.cx.append_basic_block(self.func, "div.join");
+        llvm(self.b.build_conditional_branch(small, fast, slow))?;
+
+        self.b.position_at_end(fast);
+        let zero = llvm(self.b.build_int_compare(IntPredicate::EQ, b64, self.i64.const_zero(), "b.zero"))?;
+        let divisor = llvm(self.b.build_select(zero, self.i64.const_int(1, false), b64, "divisor"))?.into_int_value();
+        let q = match op {
+            opcode::DIV => llvm(self.b.build_int_unsigned_div(a64, divisor, "q"))?,
+            opcode::SDIV => llvm(self.b.build_int_signed_div(a64, divisor, "q"))?,
+            opcode::MOD => llvm(self.b.build_int_unsigned_rem(a64, divisor, "q"))?,
+            _ => llvm(self.b.build_int_signed_rem(a64, divisor, "q"))?,
+        };
+        let q = llvm(self.b.build_select(zero, self.i64.const_zero(), q, "q0"))?.into_int_value();
+        let q = if signed {
+            llvm(self.b.build_int_s_extend(q, self.i256, "q256"))?
+        } else {
+            llvm(self.b.build_int_z_extend(q, self.i256, "q256"))?
+        };
+        let fast_end = self.b.get_insert_block().unwrap();
+        llvm(self.b.build_unconditional_branch(join))?;
+
+        // Both paths leave the virtual stack as it was; only the popped operands differ.
+        let saved = self.cache.clone();
+        self.b.position_at_end(slow);
+        let r = self.call_stack_builtin(name, n)?;
+        let slow_end = self.b.get_insert_block().unwrap();
+        llvm(self.b.build_unconditional_branch(join))?;
+
+        self.b.position_at_end(join);
+        let phi = llvm(self.b.build_phi(self.i256, "div"))?;
+        phi.add_incoming(&[(&q, fast_end), (&r, slow_end)]);
+        // The slow path only read the cache; restore the entries it dropped, minus the operands.
+        self.cache = saved;
+        let off = self.off;
+        self.cache.retain(|idx, _| *idx < off);
+        self.push(phi.as_basic_value().into_int_value())
+    }
+
     /// Address of operand `i` in the stack builtins' scratch area.
     fn scratch_slot(&self, i: i64) -> Res<PointerValue<'ctx>> {
         // SAFETY (IR): the scratch area holds 3 words and stack builtins take at most 3.
@@ -540,25 +628,12 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     self.exit_result(r)?;
                     return Ok(());
                 }
+                InstKind::StackBuiltin(name, n) if matches!(inst.op, opcode::DIV | opcode::SDIV | opcode::MOD | opcode::SMOD) => {
+                    self.emit_division(inst.op, name, n as i64)?;
+                }
                 InstKind::StackBuiltin(name, n) => {
-                    // Laid out as on the stack: the deepest operand first, the result in its place.
-                    let n = n as i64;
-                    for k in 0..n {
-                        let v = self.peek(k)?;
-                        let p = self.scratch_slot(n - 1 - k)?;
-                        let st = llvm(self.b.build_store(p, v))?;
-                        let _ = st.set_alignment(8);
-                    }
-                    let f = self.builtin(name, self.stack_fn_ty)?;
-                    llvm(self.b.build_indirect_call(self.stack_fn_ty, f, &[self.scratch.into()], ""))?;
-                    let r = llvm(self.b.build_load(self.i256, self.scratch, "r"))?;
-                    if let Some(inst) = r.as_instruction_value() {
-                        let _ = inst.set_alignment(8);
-                    }
-                    self.off -= n;
-                    let off = self.off;
-                    self.cache.retain(|idx, _| *idx < off);
-                    self.push(r.into_int_value())?;
+                    let r = self.call_stack_builtin(name, n as i64)?;
+                    self.push(r)?;
                 }
                 InstKind::ValueBuiltin(name, n) => {
                     if n == 1 {

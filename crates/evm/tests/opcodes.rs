@@ -136,3 +136,46 @@ fn arithmetic_value_matrix() {
         assert!(a.result.as_ref().unwrap().is_success(), "opcode {opcode:#04x}: {:?}", a.result);
     }
 }
+
+/// DIV, SDIV, MOD and SMOD on operands read from calldata, so that neither the 64-bit fast path
+/// nor its guards can be constant-folded: every pair of values around the 64-bit boundaries.
+#[test]
+fn division_on_runtime_operands() {
+    let one = U256::from(1u64);
+    let neg = |x: U256| U256::ZERO.wrapping_sub(x);
+    let mut vals = edge_values();
+    vals.extend([
+        one << 63,
+        (one << 63) - one,
+        one << 64,
+        neg(one << 63),
+        neg((one << 63) + one),
+        neg(one),
+        neg(U256::from(7u64)),
+        U256::from(i64::MAX as u64),
+    ]);
+    let rt = Runtime::jit();
+    for opcode in [op::DIV, op::SDIV, op::MOD, op::SMOD] {
+        // Calldata: the values, one word each. For each (i, j): CALLDATALOAD(j), CALLDATALOAD(i), op.
+        let mut code = Vec::new();
+        let mut slot = 0u64;
+        for i in 0..vals.len() {
+            for j in 0..vals.len() {
+                push32(&mut code, U256::from(j * 32));
+                code.push(op::CALLDATALOAD);
+                push32(&mut code, U256::from(i * 32));
+                code.push(op::CALLDATALOAD);
+                code.push(opcode);
+                push32(&mut code, U256::from(slot * 32));
+                code.push(op::MSTORE);
+                slot += 1;
+            }
+        }
+        code.extend_from_slice(&[op::MSIZE, op::PUSH0, op::RETURN]);
+        let mut case = Case::call(code, 16_000_000, SpecId::OSAKA);
+        case.data = vals.iter().flat_map(|v| v.to_be_bytes::<32>()).collect();
+        let (a, b) = compare(&case, &rt);
+        assert_eq!(a, b, "opcode {opcode:#04x}");
+        assert!(a.result.as_ref().unwrap().is_success(), "opcode {opcode:#04x}: {:?}", a.result);
+    }
+}
