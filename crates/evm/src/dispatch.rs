@@ -32,6 +32,10 @@ pub fn run_frame<H: Host>(
     table: &InstructionTable<EthInterpreter, H>,
     gas_table: &GasTable,
 ) -> InterpreterAction {
+    if !runtime.is_enabled() {
+        // Stock revm's path, without even the frame counters.
+        return interpret(interpreter, host, table, gas_table);
+    }
     if let Some(f) = compiled_for(runtime, cache, interpreter) {
         runtime.stats.compiled_frames.fetch_add(1, Ordering::Relaxed);
         let (action, handed_off) = run_compiled_inner(f.as_fn(), interpreter, host, table, gas_table);
@@ -42,6 +46,18 @@ pub fn run_frame<H: Host>(
         return action;
     }
     runtime.stats.interpreted_frames.fetch_add(1, Ordering::Relaxed);
+    interpret(interpreter, host, table, gas_table)
+}
+
+/// revm's interpreter loop, kept out of line: inlined into `run_frame` it was register-allocated
+/// together with the dispatch code and ran up to 2x slower than in stock revm (factorial).
+#[inline(never)]
+fn interpret<H: Host>(
+    interpreter: &mut Interpreter<EthInterpreter>,
+    host: &mut H,
+    table: &InstructionTable<EthInterpreter, H>,
+    gas_table: &GasTable,
+) -> InterpreterAction {
     interpreter.run_plain(table, gas_table, host)
 }
 
@@ -51,7 +67,7 @@ fn compiled_for<'c>(
     interpreter: &mut Interpreter<EthInterpreter>,
 ) -> Option<&'c CompiledCode> {
     // Empty code stops at once; there is nothing to compile.
-    if !runtime.is_enabled() || !interpreter.bytecode.is_legacy() || interpreter.bytecode.original_byte_slice().is_empty() {
+    if !interpreter.bytecode.is_legacy() || interpreter.bytecode.original_byte_slice().is_empty() {
         return None;
     }
     let spec: SpecId = interpreter.runtime_flag.spec_id;

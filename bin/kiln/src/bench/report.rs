@@ -252,6 +252,8 @@ pub struct Summary {
     speedups: BTreeMap<(Mode, String), Vec<f64>>,
     /// (workload, kiln interpreter time / revm time).
     dispatch: Vec<(String, f64)>,
+    /// mode -> compile milliseconds per KiB of bytecode, one per workload.
+    compile_per_kib: BTreeMap<Mode, Vec<f64>>,
 }
 
 /// Name of the pseudo-group holding every workload.
@@ -263,6 +265,7 @@ impl Summary {
         Self {
             speedups: BTreeMap::new(),
             dispatch: Vec::new(),
+            compile_per_kib: BTreeMap::new(),
         }
     }
 
@@ -275,6 +278,9 @@ impl Summary {
                     .or_default()
                     .push(speedup);
             }
+        }
+        if let Some(per_kib) = row.compile.as_ref().and_then(CompileReport::compile_ms_per_kib) {
+            self.compile_per_kib.entry(row.mode).or_default().push(per_kib);
         }
         if let (Some(ratio), Mode::Interpreter) = (row.time_vs_revm, row.mode) {
             self.dispatch.push((row.workload.clone(), ratio));
@@ -326,6 +332,19 @@ impl Summary {
                 let _ = writeln!(out, "  {:<4} {}", mode.as_str(), cells.join(", "));
             }
         }
+        for (mode, values) in &self.compile_per_kib {
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            if let (Some(min), Some(max)) = (sorted.first(), sorted.last()) {
+                let _ = writeln!(
+                    out,
+                    "compile time per KiB of bytecode ({}): median {:.1} ms/KiB over {} workloads (min {min:.1}, max {max:.1})",
+                    mode.as_str(),
+                    median(&sorted),
+                    sorted.len()
+                );
+            }
+        }
         if let Some((ratio, n)) = self.dispatch_ratio() {
             let (worst_name, worst) = self
                 .dispatch
@@ -349,6 +368,16 @@ impl Summary {
     }
 }
 
+/// Median of sorted, non-empty values.
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
 impl Default for Summary {
     fn default() -> Self {
         Self::new()
@@ -369,5 +398,7 @@ mod tests {
         let g = geomean(&[2.0, 8.0]).unwrap();
         assert!((g - 4.0).abs() < 1e-12);
         assert!(geomean(&[]).is_none());
+        assert_eq!(median(&[1.0, 5.0, 9.0]), 5.0);
+        assert_eq!(median(&[1.0, 3.0]), 2.0);
     }
 }
