@@ -76,6 +76,16 @@ pub enum CompileError {
         /// Configured limit.
         limit: usize,
     },
+    /// Too many JUMPDESTs reachable by a dynamic jump: every one is an entry of the dynamic-jump
+    /// switch, all in one loop, and LLVM's block placement grows faster than quadratically in
+    /// them (1,000 took 3 s, 2,000 took 16 s, 4,000 over two minutes).
+    #[error("{targets} dynamic jump targets exceed the compile budget of {limit}")]
+    TooManyJumpTargets {
+        /// JUMPDESTs in code that has a dynamic jump.
+        targets: usize,
+        /// Configured limit.
+        limit: usize,
+    },
     /// An invariant of the compiler itself was broken.
     #[error("internal compiler error: {0}")]
     Internal(String),
@@ -175,6 +185,9 @@ pub struct CompileOptions {
     pub max_code_size: usize,
     /// Refuse code with more basic blocks than this.
     pub max_blocks: usize,
+    /// Refuse code with a dynamic jump and more JUMPDESTs than this
+    /// ([`CompileError::TooManyJumpTargets`]).
+    pub max_dynamic_targets: usize,
     /// Above this many basic blocks, skip LLVM's optimisation passes (see [`Pipeline`]).
     pub optimize_max_blocks: usize,
     /// Above this many gas sections, use the lean pass pipeline instead of LLVM's full one
@@ -193,6 +206,7 @@ impl Default for CompileOptions {
             debug_assertions: false,
             max_code_size: DEFAULT_MAX_CODE_SIZE,
             max_blocks: 32 * 1024,
+            max_dynamic_targets: 1024,
             optimize_max_blocks: 2048,
             full_opt_max_sections: 512,
             fault: None,
@@ -317,6 +331,12 @@ fn build_module<'ctx>(
     if blocks > opts.max_blocks {
         return Err(CompileError::TooComplex { blocks, limit: opts.max_blocks });
     }
+    if analysis.has_dynamic_jumps && analysis.jumpdests.len() > opts.max_dynamic_targets {
+        return Err(CompileError::TooManyJumpTargets {
+            targets: analysis.jumpdests.len(),
+            limit: opts.max_dynamic_targets,
+        });
+    }
     let pipeline = Pipeline::choose(opts, &analysis);
     tracing::debug!(?pipeline, blocks, "optimisation pipeline");
     let level = opts.opt_level;
@@ -428,6 +448,13 @@ mod tests {
         let big = vec![0x5b; o.max_code_size + 1];
         assert!(matches!(compile_jit(&big, SpecId::CANCUN, &o), Err(CompileError::TooLarge { .. })));
         assert!(matches!(compile_jit(&[0x00], SpecId::AMSTERDAM, &o), Err(CompileError::UnsupportedSpec(_))));
+        // A dynamic jump over more JUMPDESTs than the budget.
+        let mut dense = vec![0x5f, 0x35, 0x56];
+        dense.extend(vec![0x5b; o.max_dynamic_targets + 1]);
+        assert!(matches!(
+            compile_jit(&dense, SpecId::CANCUN, &o),
+            Err(CompileError::TooManyJumpTargets { targets, .. }) if targets == o.max_dynamic_targets + 1
+        ));
     }
 
     #[test]
