@@ -86,6 +86,18 @@ pub enum CompileError {
         /// Configured limit.
         limit: usize,
     },
+    /// The code exceeds one of the other compile budgets ([`CompileOptions`]): gas sections (each
+    /// a bail-out edge and, for host calls, a call site) or 256-bit multiplications and divisions
+    /// (each expands to dozens of machine instructions).
+    #[error("{count} {what} exceed the compile budget of {limit}")]
+    OverBudget {
+        /// What was counted.
+        what: &'static str,
+        /// How many the code has.
+        count: usize,
+        /// Configured limit.
+        limit: usize,
+    },
     /// An invariant of the compiler itself was broken.
     #[error("internal compiler error: {0}")]
     Internal(String),
@@ -188,6 +200,11 @@ pub struct CompileOptions {
     /// Refuse code with a dynamic jump and more JUMPDESTs than this
     /// ([`CompileError::TooManyJumpTargets`]).
     pub max_dynamic_targets: usize,
+    /// Refuse code with more gas sections than this (8,192 `SLOAD`s took 21 s to compile).
+    pub max_sections: usize,
+    /// Refuse code with more MUL/DIV/SDIV/MOD/SMOD/ADDMOD/MULMOD/EXP than this (12,000 chained
+    /// MULs took over a minute; weierstrudel, the heaviest real contract measured, has 1,538).
+    pub max_wide_arith: usize,
     /// Above this many basic blocks, skip LLVM's optimisation passes (see [`Pipeline`]).
     pub optimize_max_blocks: usize,
     /// Above this many gas sections, use the lean pass pipeline instead of LLVM's full one
@@ -205,8 +222,10 @@ impl Default for CompileOptions {
             gas_metering: true,
             debug_assertions: false,
             max_code_size: DEFAULT_MAX_CODE_SIZE,
-            max_blocks: 32 * 1024,
+            max_blocks: 4096,
             max_dynamic_targets: 1024,
+            max_sections: 4096,
+            max_wide_arith: 2048,
             optimize_max_blocks: 2048,
             full_opt_max_sections: 512,
             fault: None,
@@ -296,6 +315,12 @@ pub fn host_target_id() -> String {
     format!("{}-{}", triple.as_str().to_string_lossy(), cpu.to_string_lossy())
 }
 
+/// Opcodes whose 256-bit lowering is large (a multiplication or a division).
+fn is_wide_arith(op: u8) -> bool {
+    use revm::bytecode::opcode::*;
+    matches!(op, MUL | DIV | SDIV | MOD | SMOD | ADDMOD | MULMOD | EXP)
+}
+
 /// Validates `code` and `spec` before any LLVM work.
 fn check_input(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Result<(), CompileError> {
     if code.is_empty() {
@@ -330,6 +355,18 @@ fn build_module<'ctx>(
     let blocks = analysis.blocks.len();
     if blocks > opts.max_blocks {
         return Err(CompileError::TooComplex { blocks, limit: opts.max_blocks });
+    }
+    let sections = analysis.insts.iter().filter(|i| i.section.is_some()).count();
+    if sections > opts.max_sections {
+        return Err(CompileError::OverBudget { what: "gas sections", count: sections, limit: opts.max_sections });
+    }
+    let wide = analysis.insts.iter().filter(|i| is_wide_arith(i.op)).count();
+    if wide > opts.max_wide_arith {
+        return Err(CompileError::OverBudget {
+            what: "256-bit multiplications and divisions",
+            count: wide,
+            limit: opts.max_wide_arith,
+        });
     }
     if analysis.has_dynamic_jumps && analysis.jumpdests.len() > opts.max_dynamic_targets {
         return Err(CompileError::TooManyJumpTargets {
@@ -448,6 +485,10 @@ mod tests {
         let big = vec![0x5b; o.max_code_size + 1];
         assert!(matches!(compile_jit(&big, SpecId::CANCUN, &o), Err(CompileError::TooLarge { .. })));
         assert!(matches!(compile_jit(&[0x00], SpecId::AMSTERDAM, &o), Err(CompileError::UnsupportedSpec(_))));
+        let muls = [0x5f, 0x35].iter().copied().chain([0x80, 0x02].repeat(o.max_wide_arith + 1)).collect::<Vec<u8>>();
+        assert!(matches!(compile_jit(&muls, SpecId::CANCUN, &o), Err(CompileError::OverBudget { .. })));
+        let sloads = [0x5f, 0x54, 0x50].repeat(o.max_sections + 1);
+        assert!(matches!(compile_jit(&sloads, SpecId::CANCUN, &o), Err(CompileError::OverBudget { .. })));
         // A dynamic jump over more JUMPDESTs than the budget.
         let mut dense = vec![0x5f, 0x35, 0x56];
         dense.extend(vec![0x5b; o.max_dynamic_targets + 1]);
