@@ -372,6 +372,22 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         self.push(phi.as_basic_value().into_int_value())
     }
 
+    /// After a host builtin: returns its status from the function unless it is 0 (the builtin
+    /// already synced sp, gas and, for suspends, pc into ctx and the interpreter); otherwise
+    /// continues with the gas the builtin left.
+    fn leave_unless_ok(&mut self, status: IntValue<'ctx>, name: &str) -> Res<()> {
+        let failed = llvm(self.b.build_int_compare(IntPredicate::NE, status, self.i8.const_zero(), "failed"))?;
+        let failed = self.expect(failed, false)?;
+        let cont = self.cx.append_basic_block(self.func, &format!("{name}.after"));
+        let bail = self.cx.append_basic_block(self.func, &format!("{name}.leave"));
+        llvm(self.b.build_conditional_branch(failed, bail, cont))?;
+        self.b.position_at_end(bail);
+        llvm(self.b.build_return(Some(&status)))?;
+        self.b.position_at_end(cont);
+        let gas = self.load_i64(self.ctx_field(OFFSET_GAS, "gas.field")?, "gas.after")?;
+        self.store(self.gas_var, gas)
+    }
+
     /// Address of operand `i` in the stack builtins' scratch area.
     fn scratch_slot(&self, i: i64) -> Res<PointerValue<'ctx>> {
         // SAFETY (IR): the scratch area holds 3 words and stack builtins take at most 3.
@@ -495,16 +511,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             .try_as_basic_value()
             .unwrap_basic()
             .into_int_value();
-        let failed = llvm(self.b.build_int_compare(IntPredicate::NE, status, self.i8.const_zero(), "failed"))?;
-        let failed = self.expect(failed, false)?;
-        let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem_grown"));
-        let bail = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem_leave"));
-        llvm(self.b.build_conditional_branch(failed, bail, cont))?;
-        self.b.position_at_end(bail);
-        llvm(self.b.build_return(Some(&status)))?;
-        self.b.position_at_end(cont);
-        let gas = self.load_i64(self.ctx_field(OFFSET_GAS, "gas.field")?, "gas.after")?;
-        self.store(self.gas_var, gas)?;
+        self.leave_unless_ok(status, &format!("pc{pc}.mem"))?;
         self.cache = saved;
         let slow_value = if op == opcode::MLOAD {
             // The builtin wrote the word where the offset was.
@@ -828,17 +835,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             llvm(self.b.build_return(Some(&fixed)))?;
             return Ok(());
         }
-        let failed = llvm(self.b.build_int_compare(IntPredicate::NE, status, self.i8.const_zero(), "failed"))?;
-        let failed = self.expect(failed, false)?;
-        let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.after"));
-        let bail = self.cx.append_basic_block(self.func, &format!("pc{pc}.leave"));
-        llvm(self.b.build_conditional_branch(failed, bail, cont))?;
-        self.b.position_at_end(bail);
-        // The builtin already synced sp/gas (and pc for suspends) into ctx and the interpreter.
-        llvm(self.b.build_return(Some(&status)))?;
-        self.b.position_at_end(cont);
-        let gas = self.load_i64(self.ctx_field(OFFSET_GAS, "gas.field")?, "gas.after")?;
-        self.store(self.gas_var, gas)?;
+        self.leave_unless_ok(status, &format!("pc{pc}"))?;
         self.off += outputs as i64 - inputs as i64;
         if self.opts.debug_assertions {
             let actual = self.load_i64(self.ctx_field(OFFSET_SP, "sp.field")?, "sp.actual")?;
