@@ -195,7 +195,8 @@ pub struct CompileOptions {
     pub debug_assertions: bool,
     /// Refuse code larger than this.
     pub max_code_size: usize,
-    /// Refuse code with more basic blocks than this.
+    /// Refuse code with more basic blocks than this (LLVM's code generation grows faster than
+    /// linearly in them: 1,890 small loops took 2.7 s, 2,730 call resume points 3.4 s).
     pub max_blocks: usize,
     /// Refuse code with a dynamic jump and more JUMPDESTs than this
     /// ([`CompileError::TooManyJumpTargets`]).
@@ -222,7 +223,7 @@ impl Default for CompileOptions {
             gas_metering: true,
             debug_assertions: false,
             max_code_size: DEFAULT_MAX_CODE_SIZE,
-            max_blocks: 4096,
+            max_blocks: 2048,
             max_dynamic_targets: 1024,
             max_sections: 4096,
             max_wide_arith: 2048,
