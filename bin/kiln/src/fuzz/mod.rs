@@ -26,7 +26,7 @@ use std::{
 use eyre::{bail, WrapErr};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_compiler::{CompileOptions, Fault, OptLevel};
-use kiln_evm::difftest::run_revm;
+use kiln_evm::difftest::{run_revm, Case, Outcome};
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -384,24 +384,8 @@ impl Campaign {
                 .entry(exec::ending(&reference))
                 .or_default() += 1;
             let mut outcomes = Vec::new();
-            for rt in runtimes {
-                self.stats.cases.fetch_add(1, Relaxed);
-                self.stats.runs.fetch_add(1, Relaxed);
-                let got = run_compiled(&case, rt);
-                if got != reference {
-                    self.divergence(
-                        &program,
-                        index,
-                        fork,
-                        rt,
-                        Mismatch {
-                            reference: reference.clone(),
-                            got: got.clone(),
-                        },
-                    );
-                }
-                outcomes.push(got);
-            }
+            self.stats.cases.fetch_add(runtimes.len() as u64, Relaxed);
+            self.compare(&program, index, fork, &case, &reference, runtimes, &mut outcomes);
             // The same program out of gas at another point: half of the successful runs are
             // repeated with a gas limit below what they spent.
             if let Ok(r) = &reference.result {
@@ -412,23 +396,7 @@ impl Campaign {
                         gen::lower_gas_limit(self.seed.wrapping_add(f as u64), index, spent);
                     let case = lower.case(fork.spec);
                     let reference = run_revm(&case);
-                    for rt in runtimes {
-                        self.stats.runs.fetch_add(1, Relaxed);
-                        let got = run_compiled(&case, rt);
-                        if got != reference {
-                            self.divergence(
-                                &lower,
-                                index,
-                                fork,
-                                rt,
-                                Mismatch {
-                                    reference: reference.clone(),
-                                    got: got.clone(),
-                                },
-                            );
-                        }
-                        outcomes.push(got);
-                    }
+                    self.compare(&lower, index, fork, &case, &reference, runtimes, &mut outcomes);
                     outcomes.push(reference);
                 }
             }
@@ -462,6 +430,30 @@ impl Campaign {
                 cases as f64 / elapsed,
                 self.stats.divergences.load(Relaxed)
             ));
+        }
+    }
+
+    /// Runs `case` in every compiled mode, records any divergence from `reference`, and keeps
+    /// the outcomes (their compiled code is forgotten afterwards).
+    #[allow(clippy::too_many_arguments)]
+    fn compare(
+        &self,
+        program: &Program,
+        index: u64,
+        fork: &Fork,
+        case: &Case,
+        reference: &Outcome,
+        runtimes: &[ModeRuntime],
+        outcomes: &mut Vec<Outcome>,
+    ) {
+        for rt in runtimes {
+            self.stats.runs.fetch_add(1, Relaxed);
+            let got = run_compiled(case, rt);
+            if got != *reference {
+                let mismatch = Mismatch { reference: reference.clone(), got: got.clone() };
+                self.divergence(program, index, fork, rt, mismatch);
+            }
+            outcomes.push(got);
         }
     }
 
