@@ -98,6 +98,14 @@ pub enum CompileError {
         /// Configured limit.
         limit: usize,
     },
+    /// The code cannot loop and does too little inline work for compiled code to beat the
+    /// interpreter (see [`analysis::StraightLine`]); only with
+    /// [`CompileOptions::skip_unprofitable`].
+    #[error(
+        "straight-line code with {} inline instructions, {} host calls and {} calls would run \
+         slower compiled than interpreted", .0.inline_ops, .0.host_calls, .0.suspends
+    )]
+    Unprofitable(analysis::StraightLine),
     /// An invariant of the compiler itself was broken.
     #[error("internal compiler error: {0}")]
     Internal(String),
@@ -211,6 +219,11 @@ pub struct CompileOptions {
     /// Above this many gas sections, use the lean pass pipeline instead of LLVM's full one
     /// (see [`Pipeline`]).
     pub full_opt_max_sections: usize,
+    /// Refuse loop-free code whose compiled form would not beat the interpreter
+    /// ([`CompileError::Unprofitable`]). Off by default, so that asking for a compilation
+    /// compiles; execution paths that choose what to compile (the bench, the hot-code compiler)
+    /// turn it on.
+    pub skip_unprofitable: bool,
     /// A deliberate miscompilation (tests of the fuzzer only).
     #[doc(hidden)]
     pub fault: Option<Fault>,
@@ -229,6 +242,7 @@ impl Default for CompileOptions {
             max_wide_arith: 2048,
             optimize_max_blocks: 2048,
             full_opt_max_sections: 512,
+            skip_unprofitable: false,
             fault: None,
         }
     }
@@ -255,9 +269,12 @@ fn init_llvm() -> Result<(), CompileError> {
         // thousands, which took minutes. Out-of-order x86 cores gain little from it. Store
         // merging in the DAG combiner is quadratic in adjacent stores the same way (a block
         // that leaves 1,000 values on the stack writes 4,000 adjacent words).
+        // Extra LLVM options for experiments (e.g. `-time-passes`), never needed in normal use.
+        let extra = std::env::var("KILN_LLVM_ARGS").unwrap_or_default();
         let args: Vec<std::ffi::CString> = ["kiln", "-enable-misched=false", "-enable-post-misched=false", "-combiner-store-merging=false"]
-            .iter()
-            .map(|a| std::ffi::CString::new(*a).expect("no NUL in option"))
+            .into_iter()
+            .chain(extra.split_whitespace())
+            .map(|a| std::ffi::CString::new(a).expect("no NUL in option"))
             .collect();
         let argv: Vec<*const std::ffi::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         // SAFETY: argv holds valid NUL-terminated strings that outlive the call; the options
@@ -374,6 +391,11 @@ fn build_module<'ctx>(
             targets: analysis.jumpdests.len(),
             limit: opts.max_dynamic_targets,
         });
+    }
+    if opts.skip_unprofitable {
+        if let Some(line) = analysis.straight_line().filter(|l| !l.pays_off()) {
+            return Err(CompileError::Unprofitable(line));
+        }
     }
     let pipeline = Pipeline::choose(opts, &analysis);
     tracing::debug!(?pipeline, blocks, "optimisation pipeline");
@@ -497,6 +519,28 @@ mod tests {
             compile_jit(&dense, SpecId::CANCUN, &o),
             Err(CompileError::TooManyJumpTargets { targets, .. }) if targets == o.max_dynamic_targets + 1
         ));
+    }
+
+    #[test]
+    fn unprofitable_straight_line_code_is_refused_only_when_asked() {
+        let skip = CompileOptions { skip_unprofitable: true, ..Default::default() };
+        // A forwarding proxy: CALLDATACOPY, DELEGATECALL, RETURNDATACOPY, RETURN.
+        let proxy = revm::primitives::hex::decode("365f5f375f5f365f73bebebebebebebebebebebebebebebebebebebebe5af43d5f5f3e5f3d91602a57fd5bf3")
+            .unwrap();
+        let line = analysis::analyze(&proxy, SpecId::CANCUN).straight_line().expect("loop-free");
+        assert_eq!((line.host_calls, line.suspends), (7, 1));
+        assert!(matches!(compile_jit(&proxy, SpecId::CANCUN, &skip), Err(CompileError::Unprofitable(l)) if l == line));
+        assert!(compile_jit(&proxy, SpecId::CANCUN, &CompileOptions::default()).is_ok());
+        // The same host calls inside a loop (a backward jump) always compile.
+        let mut looped = vec![0x5b];
+        looped.extend_from_slice(&proxy[..proxy.len() - 1]);
+        looped.extend_from_slice(&[0x5f, 0x56]);
+        assert_eq!(analysis::analyze(&looped, SpecId::CANCUN).straight_line(), None);
+        assert!(compile_jit(&looped, SpecId::CANCUN, &skip).is_ok());
+        // Long straight-line arithmetic pays off.
+        let arith = [0x60, 7, 0x80, 0x01].repeat(40).into_iter().chain([0x00]).collect::<Vec<u8>>();
+        assert!(analysis::analyze(&arith, SpecId::CANCUN).straight_line().unwrap().pays_off());
+        assert!(compile_jit(&arith, SpecId::CANCUN, &skip).is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Running one frame: compiled code when the registry has it, revm's interpreter otherwise.
 
-use crate::registry::{CompiledCode, Runtime};
+use crate::registry::{CompiledCode, Lookup, Runtime, RuntimeStats};
+use std::collections::hash_map::Entry;
 use kiln_builtins::{CompiledFn, KilnCtx, STATUS_CONTINUE_IN_INTERPRETER};
 use revm::{
     interpreter::{
@@ -16,10 +17,75 @@ use std::sync::{atomic::Ordering, Arc};
 
 /// Compiled functions one EVM has already found in the [`Runtime`], so that its later frames of
 /// the same code take no lock and no reference-count traffic (a measurable share of a small
-/// contract's frame). Only hits are kept: a miss may be filled later by a background compile.
+/// contract's frame). Code that never runs compiled (a failed or refused compilation) is kept as
+/// `None`; code not compiled yet is not kept, since a background compile may fill it in.
 #[derive(Debug, Default)]
 pub struct FrameCache {
-    hits: FxHashMap<(B256, SpecId), Arc<CompiledCode>>,
+    hits: FxHashMap<(B256, SpecId), Option<Arc<CompiledCode>>>,
+    /// The function each live frame started on, by frame depth: a frame resumed after a call
+    /// finds it here instead of hashing its code key again (a proxy's frame runs twice per
+    /// transaction). The `Arc` in `hits` keeps each function alive.
+    by_depth: Vec<Option<CompiledFn>>,
+    /// The last code key looked up in `hits` and its answer: consecutive frames often run the
+    /// same code (a loop of calls into one contract), and comparing one hash is cheaper than
+    /// hashing it.
+    last: Option<(B256, SpecId, Option<CompiledFn>)>,
+    /// Frame counters not yet added to the runtime's: a shared atomic per frame was a measurable
+    /// part of a small contract's frame, so they are added once per transaction instead.
+    compiled_frames: u64,
+    interpreted_frames: u64,
+    handoffs: u64,
+}
+
+impl FrameCache {
+    /// Adds the frame counters gathered since the last call to `stats`.
+    pub fn flush_stats(&mut self, stats: &RuntimeStats) {
+        for (local, shared) in [
+            (&mut self.compiled_frames, &stats.compiled_frames),
+            (&mut self.interpreted_frames, &stats.interpreted_frames),
+            (&mut self.handoffs, &stats.handoffs),
+        ] {
+            if *local > 0 {
+                shared.fetch_add(std::mem::take(local), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The function for the frame at `depth`: looked up when the frame starts (pc 0), remembered
+    /// for its resumptions (a resumption is always after a call, so never at pc 0).
+    fn function_for(
+        &mut self,
+        runtime: &Runtime,
+        depth: usize,
+        interpreter: &mut Interpreter<EthInterpreter>,
+    ) -> Option<CompiledFn> {
+        if interpreter.bytecode.pc() != 0 {
+            if let Some(f) = self.by_depth.get(depth) {
+                return *f;
+            }
+        }
+        let f = match self.last {
+            Some((hash, spec, f))
+                if interpreter.runtime_flag.spec_id == spec
+                    && interpreter.bytecode.get_or_calculate_hash() == hash =>
+            {
+                f
+            }
+            _ => {
+                let f = compiled_for(runtime, &mut self.hits, interpreter).map(CompiledCode::as_fn);
+                // Only definite answers: code not compiled yet may be filled in later.
+                let hash = interpreter.bytecode.hash();
+                let known = hash.is_some_and(|h| self.hits.contains_key(&(h, interpreter.runtime_flag.spec_id)));
+                self.last = hash.filter(|_| known).map(|h| (h, interpreter.runtime_flag.spec_id, f));
+                f
+            }
+        };
+        if self.by_depth.len() <= depth {
+            self.by_depth.resize(depth + 1, None);
+        }
+        self.by_depth[depth] = f;
+        f
+    }
 }
 
 /// Runs the frame's interpreter until it returns an action, on compiled code if `runtime` has
@@ -27,6 +93,7 @@ pub struct FrameCache {
 pub fn run_frame<H: Host>(
     runtime: &Runtime,
     cache: &mut FrameCache,
+    depth: usize,
     interpreter: &mut Interpreter<EthInterpreter>,
     host: &mut H,
     table: &InstructionTable<EthInterpreter, H>,
@@ -36,16 +103,16 @@ pub fn run_frame<H: Host>(
         // Stock revm's path, without even the frame counters.
         return interpret(interpreter, host, table, gas_table);
     }
-    if let Some(f) = compiled_for(runtime, cache, interpreter) {
-        runtime.stats.compiled_frames.fetch_add(1, Ordering::Relaxed);
-        let (action, handed_off) = run_compiled_inner(f.as_fn(), interpreter, host, table, gas_table);
+    if let Some(f) = cache.function_for(runtime, depth, interpreter) {
+        cache.compiled_frames += 1;
+        let (action, handed_off) = run_compiled_inner(f, interpreter, host, table, gas_table);
         if handed_off {
-            runtime.stats.handoffs.fetch_add(1, Ordering::Relaxed);
+            cache.handoffs += 1;
             tracing::trace!(pc = interpreter.bytecode.pc(), "compiled code handed the frame to the interpreter");
         }
         return action;
     }
-    runtime.stats.interpreted_frames.fetch_add(1, Ordering::Relaxed);
+    cache.interpreted_frames += 1;
     interpret(interpreter, host, table, gas_table)
 }
 
@@ -63,7 +130,7 @@ fn interpret<H: Host>(
 
 fn compiled_for<'c>(
     runtime: &Runtime,
-    cache: &'c mut FrameCache,
+    hits: &'c mut FxHashMap<(B256, SpecId), Option<Arc<CompiledCode>>>,
     interpreter: &mut Interpreter<EthInterpreter>,
 ) -> Option<&'c CompiledCode> {
     // Empty code stops at once; there is nothing to compile.
@@ -72,13 +139,17 @@ fn compiled_for<'c>(
     }
     let spec: SpecId = interpreter.runtime_flag.spec_id;
     let hash = interpreter.bytecode.get_or_calculate_hash();
-    let key = (hash, spec);
-    if !cache.hits.contains_key(&key) {
-        let bytecode = &interpreter.bytecode;
-        let f = runtime.lookup(hash, spec, || bytecode.original_byte_slice().to_vec())?;
-        cache.hits.insert(key, f);
+    match hits.entry((hash, spec)) {
+        Entry::Occupied(e) => e.into_mut().as_deref(),
+        Entry::Vacant(e) => {
+            let bytecode = &interpreter.bytecode;
+            match runtime.lookup(hash, spec, || bytecode.original_byte_slice().to_vec()) {
+                Lookup::Ready(f) => e.insert(Some(f)).as_deref(),
+                Lookup::Never => e.insert(None).as_deref(),
+                Lookup::NotYet => None,
+            }
+        }
     }
-    cache.hits.get(&key).map(|f| &**f)
 }
 
 /// Calls compiled code on the frame and converts its status into the frame's next action, the

@@ -93,10 +93,12 @@ where
 
     fn frame_run(&mut self) -> Result<FrameInitOrResult<Self::Frame>, ContextDbError<CTX>> {
         let Evm { ctx, instruction, frame_stack, .. } = &mut self.inner;
+        let depth = frame_stack.index().unwrap_or(0);
         let frame = frame_stack.get();
         let action = run_frame(
             &self.runtime,
             &mut self.cache,
+            depth,
             &mut frame.interpreter,
             ctx,
             instruction.instruction_table(),
@@ -137,7 +139,9 @@ where
 
     fn transact_one(&mut self, tx: Self::Tx) -> Result<Self::ExecutionResult, Self::Error> {
         self.inner.ctx.set_tx(tx);
-        KilnHandler::<CTX, INSP, P>::default().run(self)
+        let result = KilnHandler::<CTX, INSP, P>::default().run(self);
+        self.cache.flush_stats(&self.runtime.stats);
+        result
     }
 
     fn finalize(&mut self) -> Self::State {
@@ -146,6 +150,7 @@ where
 
     fn replay(&mut self) -> Result<ExecResultAndState<ExecutionResult<HaltReason>, EvmState>, Self::Error> {
         let result = KilnHandler::<CTX, INSP, P>::default().run(self);
+        self.cache.flush_stats(&self.runtime.stats);
         let state = self.finalize();
         result.map(|r| ExecResultAndState::new(r, state))
     }

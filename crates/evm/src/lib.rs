@@ -12,4 +12,4 @@ pub mod registry;
 
 pub use evm::KilnEvm;
 pub use factory::{KilnAlloyEvm, KilnEvmFactory};
-pub use registry::{Backend, CompilePolicy, CompiledCode, Entry, Runtime};
+pub use registry::{Backend, CompilePolicy, CompiledCode, Entry, Lookup, Runtime};

@@ -43,6 +43,27 @@ pub enum Entry {
     Failed(Arc<str>),
 }
 
+/// What [`Runtime::lookup`] found for a frame's code.
+#[derive(Clone, Debug)]
+pub enum Lookup {
+    /// Compiled code to run.
+    Ready(Arc<CompiledCode>),
+    /// This code never runs compiled here (compilation failed or was refused, or the runtime
+    /// compiles nothing): callers may remember that.
+    Never,
+    /// Not compiled yet; a background compilation may still fill it in.
+    NotYet,
+}
+
+impl From<Entry> for Lookup {
+    fn from(entry: Entry) -> Self {
+        match entry {
+            Entry::Ready(f) => Lookup::Ready(f),
+            Entry::Failed(_) => Lookup::Never,
+        }
+    }
+}
+
 /// Where compiled code comes from.
 #[derive(Clone, Debug)]
 pub enum Backend {
@@ -153,14 +174,13 @@ impl Runtime {
     }
 
     /// The compiled function for a frame, compiling it first if the policy says so.
-    pub fn lookup(&self, hash: B256, spec: SpecId, code: impl FnOnce() -> Vec<u8>) -> Option<Arc<CompiledCode>> {
+    pub fn lookup(&self, hash: B256, spec: SpecId, code: impl FnOnce() -> Vec<u8>) -> Lookup {
         if !self.is_enabled() {
-            return None;
+            return Lookup::Never;
         }
         match self.get(hash, spec) {
-            Some(Entry::Ready(f)) => return Some(f),
-            Some(Entry::Failed(_)) => return None,
-            None if self.policy == CompilePolicy::LookupOnly => return None,
+            Some(entry) => return entry.into(),
+            None if self.policy == CompilePolicy::LookupOnly => return Lookup::NotYet,
             None => {}
         }
         // Compile outside any lock: the execution path never waits on another compilation.
@@ -172,11 +192,7 @@ impl Runtime {
             }
         };
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let entry = map.entry((hash, spec)).or_insert(entry).clone();
-        match entry {
-            Entry::Ready(f) => Some(f),
-            Entry::Failed(_) => None,
-        }
+        map.entry((hash, spec)).or_insert(entry).clone().into()
     }
 
     /// Compiles `code` with this runtime's backend, without touching the registry.

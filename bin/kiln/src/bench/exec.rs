@@ -421,6 +421,8 @@ pub struct CompileReport {
     pub codes: usize,
     /// Their total size in bytes.
     pub code_bytes: usize,
+    /// Total size of the codes that compiled: the denominator of the compile time per KiB.
+    pub compiled_bytes: usize,
     /// Compile time of those that compiled, in microseconds (measured when each code was first
     /// compiled; codes shared by several workloads are compiled once and charged to each).
     pub compile_micros: u64,
@@ -438,7 +440,7 @@ impl CompileReport {
 
     /// Compile time per KiB of bytecode, in milliseconds.
     pub fn compile_ms_per_kib(&self) -> Option<f64> {
-        (self.code_bytes > 0).then(|| self.compile_ms() / (self.code_bytes as f64 / 1024.0))
+        (self.compiled_bytes > 0).then(|| self.compile_ms() / (self.compiled_bytes as f64 / 1024.0))
     }
 }
 
@@ -533,6 +535,7 @@ impl Compiler {
             match &compiled.entry {
                 Entry::Ready(_) => {
                     report.compile_micros += compiled.micros;
+                    report.compiled_bytes += code.len();
                     match self.object_size(*hash, spec, code) {
                         Ok(size) => report.object_bytes += size,
                         Err(err) => report.failures.push(format!("{hash}: object: {err}")),

@@ -82,6 +82,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FORK", default_value = "Cancun")]
     default_fork: String,
 
+    /// Compile every contract, also loop-free code too small for compiled code to beat the
+    /// interpreter (by default that code is left to the interpreter, as a node would).
+    #[arg(long)]
+    compile_all: bool,
+
     /// Compile with a deliberate miscompilation (`gas:<opcode hex>:<delta>` or `flip-lt`), to
     /// prove that the agreement check fails the run. Tests only.
     #[arg(long, value_name = "FAULT", hide = true)]
@@ -101,6 +106,7 @@ pub fn run(args: BenchArgs) -> eyre::Result<ExitCode> {
         min_time,
         opt_level,
         default_fork,
+        compile_all,
         inject_fault,
     } = args;
     if !(min_time.is_finite() && min_time >= 0.0) {
@@ -166,6 +172,7 @@ pub fn run(args: BenchArgs) -> eyre::Result<ExitCode> {
 
     let mut compiler = Compiler::new(CompileOptions {
         opt_level,
+        skip_unprofitable: !compile_all,
         fault: inject_fault,
         ..Default::default()
     });
