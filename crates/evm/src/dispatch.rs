@@ -29,7 +29,7 @@ pub struct FrameCache {
     /// The last code key looked up in `hits` and its answer: consecutive frames often run the
     /// same code (a loop of calls into one contract), and comparing one hash is cheaper than
     /// hashing it.
-    last: Option<(B256, SpecId, Option<CompiledFn>)>,
+    last: Option<((B256, SpecId), Option<CompiledFn>)>,
     /// Frame counters not yet added to the runtime's: a shared atomic per frame was a measurable
     /// part of a small contract's frame, so they are added once per transaction instead.
     compiled_frames: u64,
@@ -51,6 +51,37 @@ impl FrameCache {
         }
     }
 
+    /// The compiled function for the frame's code, if there is one.
+    fn lookup(&mut self, runtime: &Runtime, interpreter: &mut Interpreter<EthInterpreter>) -> Option<CompiledFn> {
+        // Empty code stops at once; there is nothing to compile.
+        if !interpreter.bytecode.is_legacy() || interpreter.bytecode.original_byte_slice().is_empty() {
+            return None;
+        }
+        let key = (interpreter.bytecode.get_or_calculate_hash(), interpreter.runtime_flag.spec_id);
+        if let Some((last, f)) = self.last {
+            if last == key {
+                return f;
+            }
+        }
+        let f = match self.hits.entry(key) {
+            Entry::Occupied(e) => e.get().as_deref().map(CompiledCode::as_fn),
+            Entry::Vacant(e) => {
+                let bytecode = &interpreter.bytecode;
+                match runtime.lookup(key.0, key.1, || bytecode.original_byte_slice().to_vec()) {
+                    Lookup::Ready(f) => e.insert(Some(f)).as_deref().map(CompiledCode::as_fn),
+                    Lookup::Never => {
+                        e.insert(None);
+                        None
+                    }
+                    // Not remembered: a background compilation may fill it in.
+                    Lookup::NotYet => return None,
+                }
+            }
+        };
+        self.last = Some((key, f));
+        f
+    }
+
     /// The function for the frame at `depth`: looked up when the frame starts (pc 0), remembered
     /// for its resumptions (a resumption is always after a call, so never at pc 0).
     fn function_for(
@@ -64,22 +95,7 @@ impl FrameCache {
                 return *f;
             }
         }
-        let f = match self.last {
-            Some((hash, spec, f))
-                if interpreter.runtime_flag.spec_id == spec
-                    && interpreter.bytecode.get_or_calculate_hash() == hash =>
-            {
-                f
-            }
-            _ => {
-                let f = compiled_for(runtime, &mut self.hits, interpreter).map(CompiledCode::as_fn);
-                // Only definite answers: code not compiled yet may be filled in later.
-                let hash = interpreter.bytecode.hash();
-                let known = hash.is_some_and(|h| self.hits.contains_key(&(h, interpreter.runtime_flag.spec_id)));
-                self.last = hash.filter(|_| known).map(|h| (h, interpreter.runtime_flag.spec_id, f));
-                f
-            }
-        };
+        let f = self.lookup(runtime, interpreter);
         if self.by_depth.len() <= depth {
             self.by_depth.resize(depth + 1, None);
         }
@@ -126,30 +142,6 @@ fn interpret<H: Host>(
     gas_table: &GasTable,
 ) -> InterpreterAction {
     interpreter.run_plain(table, gas_table, host)
-}
-
-fn compiled_for<'c>(
-    runtime: &Runtime,
-    hits: &'c mut FxHashMap<(B256, SpecId), Option<Arc<CompiledCode>>>,
-    interpreter: &mut Interpreter<EthInterpreter>,
-) -> Option<&'c CompiledCode> {
-    // Empty code stops at once; there is nothing to compile.
-    if !interpreter.bytecode.is_legacy() || interpreter.bytecode.original_byte_slice().is_empty() {
-        return None;
-    }
-    let spec: SpecId = interpreter.runtime_flag.spec_id;
-    let hash = interpreter.bytecode.get_or_calculate_hash();
-    match hits.entry((hash, spec)) {
-        Entry::Occupied(e) => e.into_mut().as_deref(),
-        Entry::Vacant(e) => {
-            let bytecode = &interpreter.bytecode;
-            match runtime.lookup(hash, spec, || bytecode.original_byte_slice().to_vec()) {
-                Lookup::Ready(f) => e.insert(Some(f)).as_deref(),
-                Lookup::Never => e.insert(None).as_deref(),
-                Lookup::NotYet => None,
-            }
-        }
-    }
 }
 
 /// Calls compiled code on the frame and converts its status into the frame's next action, the
