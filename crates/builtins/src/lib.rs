@@ -379,7 +379,6 @@ pub unsafe extern "C" fn kiln_div(p: *mut U256) {
     let r = match (as_u128(&a), as_u128(&b)) {
         (_, Some(0)) => U256::ZERO,
         (Some(a), Some(b)) => U256::from(a / b),
-        _ if b.is_zero() => U256::ZERO,
         _ => a.wrapping_div(b),
     };
     unsafe { *p = r };
@@ -413,7 +412,6 @@ pub unsafe extern "C" fn kiln_mod(p: *mut U256) {
     let r = match (as_u128(&a), as_u128(&b)) {
         (_, Some(0)) => U256::ZERO,
         (Some(a), Some(b)) => U256::from(a % b),
-        _ if b.is_zero() => U256::ZERO,
         _ => a.wrapping_rem(b),
     };
     unsafe { *p = r };

@@ -181,6 +181,11 @@ impl Analysis {
         Some(s)
     }
 
+    /// Number of gas sections (the compile budgets and the pass pipeline are sized by it).
+    pub fn section_count(&self) -> usize {
+        self.insts.iter().filter(|i| i.section.is_some()).count()
+    }
+
     /// Index of the block that starts at `pc`, if any.
     pub fn block_at(&self, pc: u32) -> Option<usize> {
         self.blocks

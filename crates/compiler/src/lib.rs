@@ -374,7 +374,7 @@ fn build_module<'ctx>(
     if blocks > opts.max_blocks {
         return Err(CompileError::TooComplex { blocks, limit: opts.max_blocks });
     }
-    let sections = analysis.insts.iter().filter(|i| i.section.is_some()).count();
+    let sections = analysis.section_count();
     if sections > opts.max_sections {
         return Err(CompileError::OverBudget { what: "gas sections", count: sections, limit: opts.max_sections });
     }
@@ -452,7 +452,7 @@ impl Pipeline {
         if opts.opt_level == OptLevel::O0 || analysis.blocks.len() > opts.optimize_max_blocks {
             return Pipeline::None;
         }
-        let sections = analysis.insts.iter().filter(|i| i.section.is_some()).count();
+        let sections = analysis.section_count();
         if sections <= opts.full_opt_max_sections {
             Pipeline::Full(opts.opt_level)
         } else {
