@@ -331,11 +331,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             let no_overflow = llvm(self.b.build_not(overflow, "no.ovf"))?;
             small = llvm(self.b.build_and(small, no_overflow, "small"))?;
         }
-        let small = self.expect(small, true)?;
         let fast = self.cx.append_basic_block(self.func, "div.fast");
         let slow = self.cx.append_basic_block(self.func, "div.slow");
         let join = self.cx.append_basic_block(self.func, "div.join");
-        llvm(self.b.build_conditional_branch(small, fast, slow))?;
+        self.branch_weighted(small, fast, slow, true)?;
 
         self.b.position_at_end(fast);
         let zero = llvm(self.b.build_int_compare(IntPredicate::EQ, b64, self.i64.const_zero(), "b.zero"))?;
@@ -377,10 +376,9 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// continues with the gas the builtin left.
     fn leave_unless_ok(&mut self, status: IntValue<'ctx>, name: &str) -> Res<()> {
         let failed = llvm(self.b.build_int_compare(IntPredicate::NE, status, self.i8.const_zero(), "failed"))?;
-        let failed = self.expect(failed, false)?;
         let cont = self.cx.append_basic_block(self.func, &format!("{name}.after"));
         let bail = self.cx.append_basic_block(self.func, &format!("{name}.leave"));
-        llvm(self.b.build_conditional_branch(failed, bail, cont))?;
+        self.branch_weighted(failed, bail, cont, false)?;
         self.b.position_at_end(bail);
         llvm(self.b.build_return(Some(&status)))?;
         self.b.position_at_end(cont);
@@ -460,11 +458,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         let limit = llvm(self.b.build_int_z_extend(limit, self.i256, "limit256"))?;
         let inside = llvm(self.b.build_int_compare(IntPredicate::ULE, offset, limit, "inside"))?;
         let ok = llvm(self.b.build_and(fits, inside, "ok"))?;
-        let ok = self.expect(ok, true)?;
         let fast = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem"));
         let slow = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem_slow"));
         let merge = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem_done"));
-        llvm(self.b.build_conditional_branch(ok, fast, slow))?;
+        self.branch_weighted(ok, fast, slow, true)?;
 
         // Fast path.
         self.b.position_at_end(fast);
@@ -562,16 +559,27 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         self.i256.const_int_arbitrary_precision(v.as_limbs())
     }
 
-    fn expect(&self, cond: IntValue<'ctx>, expected: bool) -> Res<IntValue<'ctx>> {
-        let f = Intrinsic::find("llvm.expect")
-            .and_then(|i| i.get_declaration(self.module, &[self.i1.into()]))
-            .ok_or_else(|| CompileError::Llvm("llvm.expect.i1 not found".into()))?;
-        let r = llvm(self.b.build_call(
-            f,
-            &[cond.into(), self.i1.const_int(expected as u64, false).into()],
-            "expect",
-        ))?;
-        Ok(r.try_as_basic_value().unwrap_basic().into_int_value())
+    /// A conditional branch whose `likely` side is taken almost always. The weights go on the
+    /// branch itself (not through `llvm.expect`), so block placement sees them in every pipeline:
+    /// the lean one has no pass that lowers `llvm.expect`, and without them the cold exits were
+    /// laid out inline.
+    fn branch_weighted(
+        &self,
+        cond: IntValue<'ctx>,
+        then_bb: BasicBlock<'ctx>,
+        else_bb: BasicBlock<'ctx>,
+        likely_then: bool,
+    ) -> Res<()> {
+        let br = llvm(self.b.build_conditional_branch(cond, then_bb, else_bb))?;
+        let i32t = self.cx.i32_type();
+        let (t, e) = if likely_then { (2000, 1) } else { (1, 2000) };
+        let weights = self.cx.metadata_node(&[
+            self.cx.metadata_string("branch_weights").into(),
+            i32t.const_int(t, false).into(),
+            i32t.const_int(e, false).into(),
+        ]);
+        br.set_metadata(weights, self.cx.get_kind_id("prof"))
+            .map_err(|e| CompileError::Internal(format!("branch weights: {e}")))
     }
 
     fn intrinsic(&self, name: &str, ty: IntType<'ctx>) -> Res<FunctionValue<'ctx>> {
@@ -740,7 +748,6 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             new_gas = Some(left);
         }
         if let Some(ok) = ok {
-            let ok = self.expect(ok, true)?;
             let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.go"));
             let (to_interp, pc_phi, sp_phi) = self.to_interpreter_block()?;
             // The interpreter may take over here, so the stack buffer must be exact on that edge.
@@ -752,7 +759,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 self.cx.append_basic_block(self.func, &format!("pc{pc}.spill"))
             };
             let check_block = self.b.get_insert_block().unwrap();
-            llvm(self.b.build_conditional_branch(ok, cont, bail))?;
+            self.branch_weighted(ok, cont, bail, true)?;
             let pred = if dirty.is_empty() {
                 check_block
             } else {
