@@ -396,16 +396,54 @@ fn as_i128(x: &U256) -> Option<i128> {
     (l[2] == ext && l[3] == ext).then_some(v)
 }
 
-/// The 256-bit two's-complement sign extension of `v`.
+
+// Division of operands that fit in 128 bits (fixed-point arithmetic, token amounts) uses
+// native division, several times faster than the general 256-bit long division; the compiled
+// code already divides operands that fit in 64 bits inline.
+
+/// `(a / b, a % b)` for `b != 0`. When the divisor fits in 64 bits and so does the quotient
+/// (the common case for fixed-point values), one 128-by-64-bit `div` instruction does it;
+/// Rust's `u128` division would call into compiler-builtins, which costs several times more.
 #[inline(always)]
-fn from_i128(v: i128) -> U256 {
-    let ext = if v < 0 { u64::MAX } else { 0 };
-    U256::from_limbs([v as u64, ((v as u128) >> 64) as u64, ext, ext])
+fn div_rem_u128(a: u128, b: u128) -> (u128, u128) {
+    #[cfg(target_arch = "x86_64")]
+    if let Ok(d) = u64::try_from(b) {
+        let hi = (a >> 64) as u64;
+        if hi < d {
+            let (q, r): (u64, u64);
+            // SAFETY: `div` faults only on a zero divisor or a quotient over 64 bits; `hi < d`
+            // rules out both (d > hi >= 0, and a < d * 2^64). No memory or stack is touched.
+            unsafe {
+                core::arch::asm!(
+                    "div {d}",
+                    d = in(reg) d,
+                    inout("rax") a as u64 => q,
+                    inout("rdx") hi => r,
+                    options(pure, nomem, nostack),
+                );
+            }
+            return (u128::from(q), u128::from(r));
+        }
+    }
+    (a / b, a % b)
 }
 
-// Division of operands that fit in 128 bits (fixed-point arithmetic, token amounts) uses the
-// native 128-bit division, several times faster than the general 256-bit long division; the
-// compiled code already divides operands that fit in 64 bits inline.
+/// `x` as a sign and a 128-bit magnitude, if `x` is the sign extension of an `i128`.
+#[inline(always)]
+fn as_signed_u128(x: &U256) -> Option<(bool, u128)> {
+    as_i128(x).map(|v| (v < 0, v.unsigned_abs()))
+}
+
+/// The 256-bit two's-complement value of a sign and a magnitude.
+#[inline(always)]
+fn from_signed_u128(negative: bool, magnitude: u128) -> U256 {
+    let v = U256::from(magnitude);
+    if negative {
+        v.wrapping_neg()
+    } else {
+        v
+    }
+}
 
 /// DIV: `p + 1` is the top (dividend), `p` the divisor; the quotient replaces `*p`.
 ///
@@ -417,7 +455,7 @@ pub unsafe extern "C" fn kiln_div(p: *mut U256) {
     let (a, b) = unsafe { operands2(p) };
     let r = match (as_u128(&a), as_u128(&b)) {
         (_, Some(0)) => U256::ZERO,
-        (Some(a), Some(b)) => U256::from(a / b),
+        (Some(a), Some(b)) => U256::from(div_rem_u128(a, b).0),
         _ => a.wrapping_div(b),
     };
     unsafe { *p = r };
@@ -431,10 +469,10 @@ pub unsafe extern "C" fn kiln_div(p: *mut U256) {
 pub unsafe extern "C" fn kiln_sdiv(p: *mut U256) {
     // SAFETY: forwarded from this function's contract.
     let (a, b) = unsafe { operands2(p) };
-    let r = match (as_i128(&a), as_i128(&b)) {
-        (_, Some(0)) => U256::ZERO,
-        // `checked_div` fails only for i128::MIN / -1, whose quotient needs 129 bits.
-        (Some(x), Some(y)) => x.checked_div(y).map_or_else(|| revm::interpreter::instructions::i256::i256_div(a, b), from_i128),
+    let r = match (as_signed_u128(&a), as_signed_u128(&b)) {
+        (_, Some((_, 0))) => U256::ZERO,
+        // Magnitudes keep i128::MIN / -1 exact: its quotient, 2^127, is a valid 256-bit result.
+        (Some((na, x)), Some((nb, y))) => from_signed_u128(na != nb, div_rem_u128(x, y).0),
         _ => revm::interpreter::instructions::i256::i256_div(a, b),
     };
     unsafe { *p = r };
@@ -450,7 +488,7 @@ pub unsafe extern "C" fn kiln_mod(p: *mut U256) {
     let (a, b) = unsafe { operands2(p) };
     let r = match (as_u128(&a), as_u128(&b)) {
         (_, Some(0)) => U256::ZERO,
-        (Some(a), Some(b)) => U256::from(a % b),
+        (Some(a), Some(b)) => U256::from(div_rem_u128(a, b).1),
         _ => a.wrapping_rem(b),
     };
     unsafe { *p = r };
@@ -464,10 +502,10 @@ pub unsafe extern "C" fn kiln_mod(p: *mut U256) {
 pub unsafe extern "C" fn kiln_smod(p: *mut U256) {
     // SAFETY: forwarded from this function's contract.
     let (a, b) = unsafe { operands2(p) };
-    let r = match (as_i128(&a), as_i128(&b)) {
-        (_, Some(0)) => U256::ZERO,
-        // The remainder takes the dividend's sign, as Rust's `%` does; MIN % -1 is 0.
-        (Some(x), Some(y)) => from_i128(x.checked_rem(y).unwrap_or(0)),
+    let r = match (as_signed_u128(&a), as_signed_u128(&b)) {
+        (_, Some((_, 0))) => U256::ZERO,
+        // The remainder takes the dividend's sign.
+        (Some((na, x)), Some((_, y))) => from_signed_u128(na, div_rem_u128(x, y).1),
         _ => revm::interpreter::instructions::i256::i256_mod(a, b),
     };
     unsafe { *p = r };
@@ -660,6 +698,12 @@ mod tests {
         }
     }
 
+/// The 256-bit two's-complement sign extension of `v`.
+fn from_i128(v: i128) -> U256 {
+    let ext = if v < 0 { u64::MAX } else { 0 };
+    U256::from_limbs([v as u64, ((v as u128) >> 64) as u64, ext, ext])
+}
+
     #[test]
     fn division_fast_paths_match_the_reference_at_every_edge() {
         use revm::interpreter::instructions::i256::{i256_div, i256_mod};
@@ -667,6 +711,10 @@ mod tests {
         for bits in [63u32, 64, 126, 127, 128, 129, 255] {
             let p = U256::ONE << bits as usize;
             values.extend([p - U256::ONE, p, p + U256::ONE, U256::ZERO.wrapping_sub(p), U256::ZERO.wrapping_sub(p) - U256::ONE]);
+        }
+        // Fixed-point magnitudes, where one `div` instruction suffices or does not.
+        for v in [10u128.pow(18), 10u128.pow(30), u128::from(u64::MAX) * u128::from(u64::MAX - 1)] {
+            values.extend([U256::from(v), U256::ZERO.wrapping_sub(U256::from(v))]);
         }
         values.push(from_i128(i128::MIN));
         values.push(from_i128(i128::MAX));
