@@ -456,6 +456,9 @@ pub unsafe extern "C" fn kiln_div(p: *mut U256) {
     let r = match (as_u128(&a), as_u128(&b)) {
         (_, Some(0)) => U256::ZERO,
         (Some(a), Some(b)) => U256::from(div_rem_u128(a, b).0),
+        // Code from before SHR (Solidity < 0.5) divides by powers of two to shift: the selector
+        // is `calldataload(0) / 2^224`, packed storage reads divide by `256^k`.
+        _ if b.is_power_of_two() => a >> b.trailing_zeros(),
         _ => a.wrapping_div(b),
     };
     unsafe { *p = r };
@@ -489,6 +492,7 @@ pub unsafe extern "C" fn kiln_mod(p: *mut U256) {
     let r = match (as_u128(&a), as_u128(&b)) {
         (_, Some(0)) => U256::ZERO,
         (Some(a), Some(b)) => U256::from(div_rem_u128(a, b).1),
+        _ if b.is_power_of_two() => a & (b - U256::ONE),
         _ => a.wrapping_rem(b),
     };
     unsafe { *p = r };
@@ -708,7 +712,7 @@ fn from_i128(v: i128) -> U256 {
     fn division_fast_paths_match_the_reference_at_every_edge() {
         use revm::interpreter::instructions::i256::{i256_div, i256_mod};
         let mut values = vec![U256::ZERO, U256::ONE, U256::MAX, U256::from(7), U256::MAX - U256::from(6)];
-        for bits in [63u32, 64, 126, 127, 128, 129, 255] {
+        for bits in [63u32, 64, 126, 127, 128, 129, 224, 255] {
             let p = U256::ONE << bits as usize;
             values.extend([p - U256::ONE, p, p + U256::ONE, U256::ZERO.wrapping_sub(p), U256::ZERO.wrapping_sub(p) - U256::ONE]);
         }
