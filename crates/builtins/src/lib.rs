@@ -522,7 +522,7 @@ pub unsafe extern "C" fn kiln_smod(p: *mut U256) {
 #[no_mangle]
 pub unsafe extern "C" fn kiln_addmod(p: *mut U256) {
     // SAFETY: forwarded from this function's contract.
-    unsafe { *p = (*p.add(2)).add_mod(*p.add(1), *p) };
+    unsafe { *p = read_word(p.add(2)).add_mod(read_word(p.add(1)), read_word(p)) };
 }
 
 /// MULMOD, laid out as [`kiln_addmod`].
@@ -532,7 +532,7 @@ pub unsafe extern "C" fn kiln_addmod(p: *mut U256) {
 #[no_mangle]
 pub unsafe extern "C" fn kiln_mulmod(p: *mut U256) {
     // SAFETY: forwarded from this function's contract.
-    unsafe { *p = (*p.add(2)).mul_mod(*p.add(1), *p) };
+    unsafe { *p = read_word(p.add(2)).mul_mod(read_word(p.add(1)), read_word(p)) };
 }
 
 /// Every pure stack builtin by symbol name.
@@ -621,7 +621,7 @@ pub unsafe extern "C" fn kiln_v_calldatasize(ctx: *mut KilnCtx<'_>, io: *mut U25
 #[no_mangle]
 pub unsafe extern "C" fn kiln_v_calldataload(ctx: *mut KilnCtx<'_>, io: *mut U256) {
     // SAFETY: forwarded from this function's contract.
-    let (interpreter, offset) = unsafe { (frame_of(ctx), *io) };
+    let (interpreter, offset) = unsafe { (frame_of(ctx), read_word(io)) };
     let offset: usize = offset.saturating_to();
     let input = interpreter.input.input();
     let mut word = [0u8; 32];
