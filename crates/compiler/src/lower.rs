@@ -559,10 +559,9 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         self.i256.const_int_arbitrary_precision(v.as_limbs())
     }
 
-    /// A conditional branch whose `likely` side is taken almost always. The weights go on the
-    /// branch itself (not through `llvm.expect`), so block placement sees them in every pipeline:
-    /// the lean one has no pass that lowers `llvm.expect`, and without them the cold exits were
-    /// laid out inline.
+    /// A conditional branch that almost always goes to `then_bb` if `likely_then`, else to
+    /// `else_bb`. The weights go on the branch itself (not through `llvm.expect`), so block
+    /// placement sees them in every pipeline: the lean one has no pass that lowers `llvm.expect`.
     fn branch_weighted(
         &self,
         cond: IntValue<'ctx>,
