@@ -32,7 +32,7 @@ use kiln_compiler::{CompileOptions, OptLevel};
 use crate::statetest::runner::Fork;
 use exec::{check_agreement, Compiler, Contender, Disagreement, Mode};
 use measure::{measure, Budget};
-use report::{Machine, Row, Summary, Table};
+use report::{KECCAK_CACHE, Machine, Row, Summary, Table};
 use workload::{bench_dir, load_workloads, Selection, Workload};
 
 /// Arguments of `kiln bench`.
@@ -152,6 +152,17 @@ pub fn run(args: BenchArgs) -> eyre::Result<ExitCode> {
         Box::new(std::io::stdout())
     };
     writeln!(human, "machine: {machine}")?;
+    if KECCAK_CACHE {
+        writeln!(
+            human,
+            "keccak256: keccak-asm with a process-wide result cache (feature `keccak-cache`, reth's \
+             default). The cache outlives a repetition: a workload that hashes the same inputs in \
+             every repetition finds them cached, as a node would not; build with \
+             `--no-default-features` for figures without it"
+        )?;
+    } else {
+        writeln!(human, "keccak256: keccak-asm, no result cache")?;
+    }
     writeln!(
         human,
         "kiln bench: {} workloads, modes {}, opt-level {opt_level:?}, fork from `post` else {}; \
