@@ -90,6 +90,15 @@ struct Lowerer<'a, 'ctx> {
     /// The virtual stack: SSA values of slots (index relative to `base`) known in this block, and
     /// whether the value still has to be written to the stack buffer.
     cache: std::collections::BTreeMap<i64, (IntValue<'ctx>, bool)>,
+    /// Per block: phis for the top slots of its entry stack, which static edges (fallthrough,
+    /// PUSH+JUMP, JUMPI) pass in registers instead of through the stack buffer. Empty for blocks
+    /// that only the entry switch or a dynamic jump enters.
+    entry_phis: Vec<Vec<PhiValue<'ctx>>>,
+    /// Per block with entry phis: the LLVM block through which edges that pass nothing in
+    /// registers (the entry switch, dynamic jumps) enter, loading the slots from the buffer.
+    mem_entry: Vec<Option<BasicBlock<'ctx>>>,
+    /// Slots this deep below `base` are known to exist: a section check proved the height.
+    proven: i64,
 }
 
 /// Lowers `analysis` into a new function named `name` in `module`.
@@ -154,6 +163,9 @@ pub(crate) fn lower<'ctx>(
         base: None,
         off: 0,
         cache: Default::default(),
+        entry_phis: Vec::new(),
+        mem_entry: vec![None; analysis.blocks.len()],
+        proven: 0,
     };
     l.emit_entry()?;
     l.emit_exit()?;
@@ -202,18 +214,28 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             let bb = self.cx.append_basic_block(self.func, &format!("pc{pc}"));
             self.block_bbs.push(bb);
         }
+        let entry = self.b.get_insert_block().unwrap();
+        for (i, has_static_pred) in static_predecessors(self.a).into_iter().enumerate() {
+            let block = &self.a.blocks[i];
+            let first_section = self.a.insts[block.start].section.unwrap_or_default();
+            let n = if has_static_pred { i64::from(first_section.min_height).min(PASSED_SLOTS) } else { 0 };
+            self.b.position_at_end(self.block_bbs[i]);
+            let phis = (0..n).map(|_| llvm(self.b.build_phi(self.i256, "in"))).collect::<Res<Vec<_>>>()?;
+            self.entry_phis.push(phis);
+        }
+        self.b.position_at_end(entry);
 
         // Entry at pc 0 or at a resume point; anything else continues in the interpreter.
         let unknown = self.cx.append_basic_block(self.func, "unknown_entry");
         let mut cases = Vec::new();
         let start = match self.a.block_at(0) {
-            Some(i) => self.block_bbs[i],
+            Some(i) => self.enter_from_memory(i)?,
             None => self.end_bb,
         };
         cases.push((self.i64.const_zero(), start));
         for &rpc in &self.a.resume_pcs {
             let target = match self.a.block_at(rpc) {
-                Some(i) => self.block_bbs[i],
+                Some(i) => self.enter_from_memory(i)?,
                 None => self.end_bb,
             };
             cases.push((self.i64.const_int(rpc as u64, false), target));
@@ -423,14 +445,99 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
 
     fn store_slots(&self, slots: &[(i64, IntValue<'ctx>)]) -> Res<()> {
         for &(idx, v) in slots {
-            // SAFETY (IR): live slots lie between 0 and the current height.
-            let p = unsafe {
-                llvm(self.b.build_gep(self.i256, self.base.unwrap(), &[self.i64.const_int(idx as u64, true)], "slot"))?
-            };
+            let p = self.slot_at(idx)?;
             let st = llvm(self.b.build_store(p, v))?;
             let _ = st.set_alignment(8);
         }
         Ok(())
+    }
+
+    /// Address of the slot `idx` relative to `base`. A slot no section check has proved to exist
+    /// (an entry slot passed in a register, on the bail-out edge of the block's first check)
+    /// may lie below the buffer when the stack underflows: the frame then halts and the value
+    /// does not matter, so such an access goes to the scratch area instead.
+    fn slot_at(&self, idx: i64) -> Res<PointerValue<'ctx>> {
+        // SAFETY (IR): proven slots lie between 0 and the current height; others are clamped.
+        let p = unsafe {
+            llvm(self.b.build_gep(self.i256, self.base.unwrap(), &[self.i64.const_int(idx as u64, true)], "slot"))?
+        };
+        if idx >= -self.proven {
+            return Ok(p);
+        }
+        let abs = llvm(self.b.build_int_add(self.sp0.unwrap(), self.i64.const_int(idx as u64, true), "abs"))?;
+        let below = llvm(self.b.build_int_compare(IntPredicate::SLT, abs, self.i64.const_zero(), "below"))?;
+        Ok(llvm(self.b.build_select(below, self.scratch, p, "slot.safe"))?.into_pointer_value())
+    }
+
+    /// Loads the slot `idx` relative to `base` from the stack buffer (see [`Self::slot_at`]).
+    fn load_slot(&self, idx: i64) -> Res<IntValue<'ctx>> {
+        let p = self.slot_at(idx)?;
+        let v = llvm(self.b.build_load(self.i256, p, "v"))?;
+        if let Some(inst) = v.as_instruction_value() {
+            let _ = inst.set_alignment(8);
+        }
+        Ok(v.into_int_value())
+    }
+
+    /// Leaves the current block for block `target` along a static edge. The target's entry
+    /// slots go along in registers (from the virtual stack, or loaded); everything else that
+    /// is modified is written back. The virtual stack itself is left as it was, for the other
+    /// edge of a JUMPI.
+    fn branch_to_block(&mut self, target: usize) -> Res<()> {
+        let phis = self.entry_phis[target].clone();
+        let first = self.off - phis.len() as i64;
+        let mut values = Vec::with_capacity(phis.len());
+        for k in 0..phis.len() as i64 {
+            let idx = first + k;
+            let v = match self.cache.get(&idx) {
+                Some((v, _)) => *v,
+                None => self.load_slot(idx)?,
+            };
+            values.push(v);
+        }
+        let rest: Vec<_> = self.dirty_live_slots().into_iter().filter(|(idx, _)| *idx < first).collect();
+        self.store_slots(&rest)?;
+        let sp = self.cur_sp()?;
+        self.store(self.sp_var, sp)?;
+        let bb = self.b.get_insert_block().unwrap();
+        for (phi, v) in phis.iter().zip(&values) {
+            phi.add_incoming(&[(v, bb)]);
+        }
+        llvm(self.b.build_unconditional_branch(self.block_bbs[target]))?;
+        Ok(())
+    }
+
+    /// The LLVM block through which an edge that passes nothing in registers enters block `i`
+    /// (with `sp_var` synced and the stack buffer exact).
+    fn enter_from_memory(&mut self, i: usize) -> Res<BasicBlock<'ctx>> {
+        if self.entry_phis[i].is_empty() {
+            return Ok(self.block_bbs[i]);
+        }
+        if let Some(bb) = self.mem_entry[i] {
+            return Ok(bb);
+        }
+        let cur = self.b.get_insert_block();
+        let pc = self.a.insts[self.a.blocks[i].start].pc;
+        let bb = self.cx.append_basic_block(self.func, &format!("pc{pc}.from_stack"));
+        self.b.position_at_end(bb);
+        let (sp0, base, proven) = (self.sp0, self.base, self.proven);
+        let sp = self.load_i64(self.sp_var, "sp")?;
+        self.sp0 = Some(sp);
+        // SAFETY (IR): sp <= 1024 and the buffer holds 1024 items.
+        self.base = Some(unsafe { llvm(self.b.build_gep(self.i256, self.stack_base, &[sp], "base"))? });
+        self.proven = 0;
+        let phis = self.entry_phis[i].clone();
+        for (k, phi) in phis.iter().enumerate() {
+            let v = self.load_slot(k as i64 - phis.len() as i64)?;
+            phi.add_incoming(&[(&v, bb)]);
+        }
+        llvm(self.b.build_unconditional_branch(self.block_bbs[i]))?;
+        (self.sp0, self.base, self.proven) = (sp0, base, proven);
+        if let Some(cur) = cur {
+            self.b.position_at_end(cur);
+        }
+        self.mem_entry[i] = Some(bb);
+        Ok(bb)
     }
 
     /// Writes the modified live slots of the virtual stack to the stack buffer; forgets the
@@ -623,6 +730,12 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         self.base = Some(unsafe { llvm(self.b.build_gep(self.i256, self.stack_base, &[sp0], "base"))? });
         self.off = 0;
         self.cache.clear();
+        self.proven = 0;
+        let n = self.entry_phis[bi].len() as i64;
+        for (k, phi) in self.entry_phis[bi].iter().enumerate() {
+            // Marked modified: some edge may not have written it back.
+            self.cache.insert(k as i64 - n, (phi.as_basic_value().into_int_value(), true));
+        }
 
         for idx in block.start..block.end {
             let inst = &self.a.insts[idx];
@@ -688,14 +801,15 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             }
         }
         // Fell through the end of the block.
-        self.sync_sp()?;
         let next_pc = self.a.insts.get(block.end).map(|i| i.pc);
-        let target = match next_pc.and_then(|pc| self.a.block_at(pc)) {
-            Some(i) => self.block_bbs[i],
-            None => self.end_bb,
-        };
-        llvm(self.b.build_unconditional_branch(target))?;
-        Ok(())
+        match next_pc.and_then(|pc| self.a.block_at(pc)) {
+            Some(i) => self.branch_to_block(i),
+            None => {
+                self.sync_sp()?;
+                llvm(self.b.build_unconditional_branch(self.end_bb))?;
+                Ok(())
+            }
+        }
     }
 
     fn emit_section_check(&mut self, pc: u32, s: crate::analysis::Section) -> Res<()> {
@@ -774,6 +888,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         if let Some(g) = new_gas {
             self.store(self.gas_var, g)?;
         }
+        self.proven = self.proven.max(i64::from(s.min_height) - self.off);
         Ok(())
     }
 
@@ -994,7 +1109,6 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             JUMP => {
                 let target = self.peek(0)?;
                 self.off -= 1;
-                self.sync_sp()?;
                 self.emit_jump(target, const_target)?;
                 return Ok(true);
             }
@@ -1002,16 +1116,23 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 let target = self.peek(0)?;
                 let cond = self.peek(1)?;
                 self.off -= 2;
-                self.sync_sp()?;
                 let taken = self.cx.append_basic_block(self.func, &format!("pc{pc}.taken"));
+                let fall = self.cx.append_basic_block(self.func, &format!("pc{pc}.fall"));
                 let nz = llvm(self.b.build_int_compare(IntPredicate::NE, cond, self.i256.const_zero(), "nz"))?;
-                let next = match self.a.blocks.get(bi + 1) {
-                    Some(nb) if nb.start == self.a.blocks[bi].end => self.block_bbs[bi + 1],
-                    _ => self.end_bb,
-                };
-                llvm(self.b.build_conditional_branch(nz, taken, next))?;
+                llvm(self.b.build_conditional_branch(nz, taken, fall))?;
+                // Each edge writes back what its target does not take in registers.
+                let saved = self.cache.clone();
                 self.b.position_at_end(taken);
                 self.emit_jump(target, const_target)?;
+                self.cache = saved;
+                self.b.position_at_end(fall);
+                match self.a.blocks.get(bi + 1) {
+                    Some(nb) if nb.start == self.a.blocks[bi].end => self.branch_to_block(bi + 1)?,
+                    _ => {
+                        self.sync_sp()?;
+                        llvm(self.b.build_unconditional_branch(self.end_bb))?;
+                    }
+                }
                 return Ok(true);
             }
             _ => return Err(CompileError::Internal(format!("opcode {op:#04x} has no inline lowering"))),
@@ -1019,18 +1140,19 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         Ok(false)
     }
 
-    /// Branches to `target` (sp already synced).
+    /// Jumps to `target` (already popped).
     fn emit_jump(&mut self, target: IntValue<'ctx>, const_target: Option<U256>) -> Res<()> {
         if let Some(t) = const_target {
-            let dest = u32::try_from(t).ok().filter(|&t| self.a.is_jumpdest(t)).and_then(|t| self.a.block_at(t));
-            match dest {
-                Some(i) => {
-                    llvm(self.b.build_unconditional_branch(self.block_bbs[i]))?;
+            match static_jump_block(self.a, t) {
+                Some(i) => self.branch_to_block(i)?,
+                None => {
+                    self.sync_sp()?;
+                    self.exit_with(InstructionResult::InvalidJump as u8)?;
                 }
-                None => self.exit_with(InstructionResult::InvalidJump as u8)?,
             }
             return Ok(());
         }
+        self.sync_sp()?;
         let (bb, phi) = match self.dyn_jump {
             Some(d) => d,
             None => {
@@ -1064,12 +1186,12 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         llvm(self.b.build_conditional_branch(small, sw, invalid))?;
         self.b.position_at_end(sw);
         let t32 = llvm(self.b.build_int_truncate(target, self.cx.i32_type(), "t32"))?;
-        let cases: Vec<_> = self
-            .a
-            .jumpdests
-            .iter()
-            .filter_map(|&d| self.a.block_at(d).map(|i| (self.cx.i32_type().const_int(d as u64, false), self.block_bbs[i])))
-            .collect();
+        let mut cases = Vec::new();
+        for &d in &self.a.jumpdests {
+            if let Some(i) = self.a.block_at(d) {
+                cases.push((self.cx.i32_type().const_int(d as u64, false), self.enter_from_memory(i)?));
+            }
+        }
         llvm(self.b.build_switch(t32, invalid, &cases))?;
         self.b.position_at_end(invalid);
         self.exit_with(InstructionResult::InvalidJump as u8)
@@ -1081,6 +1203,37 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
 /// long block, and the register allocator's work (1,024 CALLERs took 0.9 s), grow with the block.
 const VSTACK_WINDOW: i64 = 32;
 
+/// Most entry slots a block takes in registers along static edges (EVM code reaches 17 deep).
+const PASSED_SLOTS: i64 = 17;
+
 fn is_push(op: u8) -> bool {
     (opcode::PUSH0..=opcode::PUSH32).contains(&op)
+}
+
+/// The block a constant jump target enters, if it is a valid one.
+fn static_jump_block(a: &Analysis, target: U256) -> Option<usize> {
+    u32::try_from(target).ok().filter(|&t| a.is_jumpdest(t)).and_then(|t| a.block_at(t))
+}
+
+/// Per block: whether a static edge (fallthrough, JUMPI's not-taken edge, PUSH+JUMP(I)) enters
+/// it. Such blocks take their entry slots in registers; the lowering must add an incoming value
+/// on exactly these edges, so this mirrors `emit_block`'s choice of successors.
+fn static_predecessors(a: &Analysis) -> Vec<bool> {
+    let mut has = vec![false; a.blocks.len()];
+    for (bi, b) in a.blocks.iter().enumerate() {
+        let next = a.insts.get(b.end).and_then(|i| a.block_at(i.pc));
+        let const_target = (b.end - 1 > b.start && is_push(a.insts[b.end - 2].op)).then(|| a.insts[b.end - 2].imm);
+        match b.end_kind {
+            BlockEnd::Fallthrough | BlockEnd::Suspend => next.into_iter().for_each(|n| has[n] = true),
+            BlockEnd::JumpI => {
+                if a.blocks.get(bi + 1).is_some_and(|nb| nb.start == b.end) {
+                    has[bi + 1] = true;
+                }
+                const_target.and_then(|t| static_jump_block(a, t)).into_iter().for_each(|n| has[n] = true);
+            }
+            BlockEnd::Jump => const_target.and_then(|t| static_jump_block(a, t)).into_iter().for_each(|n| has[n] = true),
+            BlockEnd::Exit => {}
+        }
+    }
+    has
 }
