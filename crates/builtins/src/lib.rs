@@ -223,12 +223,6 @@ host_builtins! {
     kiln_blobbasefee => block_info::blob_basefee, 0;
     /// SLOTNUM (not active through Osaka; revm's function reports that).
     kiln_slotnum => block_info::slot_num, 0;
-    /// MLOAD (memory growth included).
-    kiln_mload => memory::mload, 1;
-    /// MSTORE (memory growth included).
-    kiln_mstore => memory::mstore, 2;
-    /// MSTORE8 (memory growth included).
-    kiln_mstore8 => memory::mstore8, 2;
     /// MSIZE.
     kiln_msize => memory::msize, 0;
     /// MCOPY.
@@ -311,9 +305,6 @@ pub fn host_builtin_name(opcode: u8) -> Option<&'static str> {
         BLOBHASH => "kiln_blobhash",
         BLOBBASEFEE => "kiln_blobbasefee",
         SLOTNUM => "kiln_slotnum",
-        MLOAD => "kiln_mload",
-        MSTORE => "kiln_mstore",
-        MSTORE8 => "kiln_mstore8",
         MSIZE => "kiln_msize",
         MCOPY => "kiln_mcopy",
         SLOAD => "kiln_sload",
@@ -658,13 +649,52 @@ pub fn value_builtin_name(opcode: u8) -> Option<(&'static str, usize)> {
     })
 }
 
-/// Every builtin symbol and its address: host, stack and value builtins.
+/// The signature of [`kiln_grow_memory`].
+pub type GrowMemoryBuiltin = unsafe extern "C" fn(*mut KilnCtx<'static>, u64, u64, u64) -> u8;
+
+/// Symbol of [`kiln_grow_memory`].
+pub const GROW_MEMORY_BUILTIN: &str = "kiln_grow_memory";
+
+/// Memory growth for MLOAD, MSTORE and MSTORE8 outside the current memory: compiled code does
+/// the access itself, inline, once this has made room. `offset_low` is the low 64 bits of the
+/// offset word and `offset_high` is non-zero when any higher bit is set; `len` is the access
+/// size (32 or 1). Charges the expansion exactly as the interpreter's instruction does (same
+/// checks, same halt reasons: `InvalidOperandOOG` for an offset beyond `usize`, `MemoryOOG`,
+/// `MemoryLimitOOG`), and refreshes `mem`, `mem_len` and `gas` in the context.
+///
+/// The compiled code's stack is not touched, so it stays in registers across the call.
+///
+/// # Safety
+/// Called only by compiled code with the context the dispatcher set up.
+#[no_mangle]
+pub unsafe extern "C" fn kiln_grow_memory(ctx: *mut KilnCtx<'_>, offset_low: u64, offset_high: u64, len: u64) -> u8 {
+    // SAFETY: the caller (compiled code, called by the dispatcher) guarantees `ctx` and the
+    // pointers inside it are valid and exclusively ours for the duration of the call.
+    let ctx = unsafe { &mut *ctx };
+    let interpreter = unsafe { &mut *ctx.interpreter };
+    let host = unsafe { &mut *ctx.host };
+    // revm's `as_usize_or_fail`.
+    if offset_high != 0 || usize::try_from(offset_low).is_err() {
+        return InstructionResult::InvalidOperandOOG as u8;
+    }
+    interpreter.gas.set_remaining(ctx.gas);
+    let result = interpreter.resize_memory(host.gas_params(), offset_low as usize, len as usize);
+    ctx.gas = interpreter.gas.remaining();
+    refresh_memory(ctx, interpreter);
+    match result {
+        Ok(()) => 0,
+        Err(r) => r as u8,
+    }
+}
+
+/// Every builtin symbol and its address: host, stack, value and memory builtins.
 pub fn all_symbols() -> impl Iterator<Item = (&'static str, usize)> {
     HOST_BUILTINS
         .iter()
         .map(|(n, f)| (*n, *f as usize))
         .chain(STACK_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
         .chain(VALUE_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
+        .chain([(GROW_MEMORY_BUILTIN, kiln_grow_memory as GrowMemoryBuiltin as usize)])
 }
 
 #[cfg(test)]

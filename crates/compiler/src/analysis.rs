@@ -37,6 +37,9 @@ pub enum InstKind {
         /// True for CALL*/CREATE*: the frame may return a call request here.
         suspends: bool,
     },
+    /// MLOAD, MSTORE, MSTORE8: inline inside the current memory; growth goes through
+    /// [`kiln_builtins::GROW_MEMORY_BUILTIN`], which charges dynamic gas, so it ends the section.
+    Memory,
     /// Always halts the frame with this result (after its static gas is charged).
     Halt(InstructionResult),
 }
@@ -174,6 +177,9 @@ impl Analysis {
                     s.host_calls += 1;
                     s.suspends += usize::from(suspends);
                 }
+                // Inline, but each has a growth check and call site; counted as a host call,
+                // as when it always called the builtin (the cost model was measured so).
+                InstKind::Memory => s.host_calls += 1,
                 InstKind::Halt(_) => {}
                 InstKind::Inline | InstKind::StackBuiltin(..) | InstKind::ValueBuiltin(..) => s.inline_ops += 1,
             }
@@ -240,6 +246,9 @@ fn classify(op: u8, spec: SpecId) -> InstKind {
     }
     if let Some((name, n)) = kiln_builtins::value_builtin_name(op) {
         return InstKind::ValueBuiltin(name, n);
+    }
+    if matches!(op, MLOAD | MSTORE | MSTORE8) {
+        return InstKind::Memory;
     }
     if let Some(name) = kiln_builtins::host_builtin_name(op) {
         let suspends = matches!(op, CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2);
@@ -404,7 +413,7 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
                     s.max_growth = h as u16;
                 }
                 j += 1;
-                let ends = matches!(inst.kind, InstKind::HostBuiltin { .. }) || inst.op == opcode::GAS;
+                let ends = matches!(inst.kind, InstKind::HostBuiltin { .. } | InstKind::Memory) || inst.op == opcode::GAS;
                 if ends || j >= block.end {
                     break;
                 }

@@ -553,9 +553,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         Ok(())
     }
 
-    /// MLOAD / MSTORE / MSTORE8: inline when the access lies inside the current memory (no
-    /// growth, no dynamic gas), the builtin otherwise. The virtual stack survives both paths.
-    fn emit_memory_op(&mut self, pc: u32, op: u8, name: &str) -> Res<()> {
+    /// MLOAD / MSTORE / MSTORE8, inline. An access outside the current memory first calls the
+    /// growth builtin, which charges the expansion and does not touch the stack, so the virtual
+    /// stack stays in registers on both paths and they join before the access.
+    fn emit_memory_op(&mut self, pc: u32, op: u8) -> Res<()> {
         let size: u64 = if op == opcode::MSTORE8 { 1 } else { 32 };
         let offset = self.peek(0)?;
         let value = if op == opcode::MLOAD { None } else { Some(self.peek(1)?) };
@@ -565,78 +566,57 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         let limit = llvm(self.b.build_int_z_extend(limit, self.i256, "limit256"))?;
         let inside = llvm(self.b.build_int_compare(IntPredicate::ULE, offset, limit, "inside"))?;
         let ok = llvm(self.b.build_and(fits, inside, "ok"))?;
-        let fast = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem"));
-        let slow = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem_slow"));
-        let merge = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem_done"));
-        self.branch_weighted(ok, fast, slow, true)?;
+        let access = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem"));
+        let grow = self.cx.append_basic_block(self.func, &format!("pc{pc}.grow"));
+        self.branch_weighted(ok, access, grow, true)?;
 
-        // Fast path.
-        self.b.position_at_end(fast);
+        // Growth: sp and gas go to ctx (a failure halts the frame from here).
+        self.b.position_at_end(grow);
+        let off64 = llvm(self.b.build_int_truncate(offset, self.i64, "off"))?;
+        let high = llvm(self.b.build_right_shift(offset, self.i256.const_int(64, false), false, "off.high"))?;
+        let high = llvm(self.b.build_int_compare(IntPredicate::NE, high, self.i256.const_zero(), "off.big"))?;
+        let high = llvm(self.b.build_int_z_extend(high, self.i64, "off.big64"))?;
+        let sp = self.cur_sp()?;
+        self.store(self.ctx_field(OFFSET_SP, "sp.field")?, sp)?;
+        let gas = self.load_i64(self.gas_var, "gas")?;
+        self.store(self.ctx_field(OFFSET_GAS, "gas.field")?, gas)?;
         let ptr_ty = self.cx.ptr_type(AddressSpace::default());
+        let grow_ty = self.i8.fn_type(&[ptr_ty.into(), self.i64.into(), self.i64.into(), self.i64.into()], false);
+        let f = self.builtin(kiln_builtins::GROW_MEMORY_BUILTIN, grow_ty)?;
+        let args = [self.ctx_ptr.into(), off64.into(), high.into(), self.i64.const_int(size, false).into()];
+        let status = llvm(self.b.build_indirect_call(grow_ty, f, &args, "status"))?
+            .try_as_basic_value()
+            .unwrap_basic()
+            .into_int_value();
+        self.leave_unless_ok(status, &format!("pc{pc}.grow"))?;
+        llvm(self.b.build_unconditional_branch(access))?;
+
+        self.b.position_at_end(access);
         let mem = llvm(self.b.build_load(ptr_ty, self.ctx_field(OFFSET_MEM, "mem.field")?, "mem"))?.into_pointer_value();
         let off64 = llvm(self.b.build_int_truncate(offset, self.i64, "off"))?;
-        // SAFETY (IR): offset + size <= mem_len, checked above.
+        // SAFETY (IR): offset + size <= mem_len, checked above or made so by the growth.
         let p = unsafe { llvm(self.b.build_gep(self.i8, mem, &[off64], "p"))? };
         let bswap = self.intrinsic("llvm.bswap", self.i256)?;
-        let fast_value = match op {
+        match op {
             opcode::MLOAD => {
                 let raw = llvm(self.b.build_load(self.i256, p, "raw"))?;
                 if let Some(i) = raw.as_instruction_value() {
                     let _ = i.set_alignment(1);
                 }
                 let v = llvm(self.b.build_call(bswap, &[raw.into()], "be"))?.try_as_basic_value().unwrap_basic().into_int_value();
-                Some(v)
+                self.poke(0, v)?;
             }
             opcode::MSTORE => {
                 let v = llvm(self.b.build_call(bswap, &[value.unwrap().into()], "be"))?.try_as_basic_value().unwrap_basic();
                 let st = llvm(self.b.build_store(p, v))?;
                 let _ = st.set_alignment(1);
-                None
             }
             _ => {
                 let byte = llvm(self.b.build_int_truncate(value.unwrap(), self.i8, "byte"))?;
                 llvm(self.b.build_store(p, byte))?;
-                None
             }
-        };
-        let fast_end = self.b.get_insert_block().unwrap();
-        llvm(self.b.build_unconditional_branch(merge))?;
-
-        // Slow path: the builtin grows memory and charges for it; revm's stack must be exact.
-        self.b.position_at_end(slow);
-        let saved = self.cache.clone();
-        self.flush()?;
-        let sp = self.cur_sp()?;
-        self.store(self.ctx_field(OFFSET_SP, "sp.field")?, sp)?;
-        let gas = self.load_i64(self.gas_var, "gas")?;
-        self.store(self.ctx_field(OFFSET_GAS, "gas.field")?, gas)?;
-        let f = self.builtin(name, self.host_fn_ty)?;
-        let status = llvm(self.b.build_indirect_call(self.host_fn_ty, f, &[self.ctx_ptr.into()], "status"))?
-            .try_as_basic_value()
-            .unwrap_basic()
-            .into_int_value();
-        self.leave_unless_ok(status, &format!("pc{pc}.mem"))?;
-        self.cache = saved;
-        let slow_value = if op == opcode::MLOAD {
-            // The builtin wrote the word where the offset was.
-            let p = self.slot(0)?;
-            let v = llvm(self.b.build_load(self.i256, p, "word"))?;
-            if let Some(i) = v.as_instruction_value() {
-                let _ = i.set_alignment(8);
-            }
-            Some(v.into_int_value())
-        } else {
-            None
-        };
-        let slow_end = self.b.get_insert_block().unwrap();
-        llvm(self.b.build_unconditional_branch(merge))?;
-
-        self.b.position_at_end(merge);
-        if op == opcode::MLOAD {
-            let phi = llvm(self.b.build_phi(self.i256, "word"))?;
-            phi.add_incoming(&[(&fast_value.unwrap(), fast_end), (&slow_value.unwrap(), slow_end)]);
-            self.poke(0, phi.as_basic_value().into_int_value())?;
-        } else {
+        }
+        if op != opcode::MLOAD {
             self.off -= 2;
             let off = self.off;
             self.cache.retain(|idx, _| *idx < off);
@@ -784,9 +764,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     self.cache.retain(|idx, _| *idx < off);
                     self.push(r.into_int_value())?;
                 }
-                InstKind::HostBuiltin { name, .. } if matches!(inst.op, opcode::MLOAD | opcode::MSTORE | opcode::MSTORE8) => {
-                    self.emit_memory_op(inst.pc, inst.op, name)?;
-                }
+                InstKind::Memory => self.emit_memory_op(inst.pc, inst.op)?,
                 InstKind::HostBuiltin { name, suspends } => {
                     self.emit_host_call(inst.pc, inst.op, name, suspends, inst.inputs, inst.outputs, is_last, block.end_kind)?;
                     if block.end_kind == BlockEnd::Exit && is_last {
