@@ -99,6 +99,12 @@ struct Lowerer<'a, 'ctx> {
     mem_entry: Vec<Option<BasicBlock<'ctx>>>,
     /// Slots this deep below `base` are known to exist: a section check proved the height.
     proven: i64,
+    /// Per block with entry phis: which entry slots some edge lowered so far passes modified
+    /// (not written back). Only meaningful for blocks whose static predecessors all come
+    /// before them (`late_pred` false); the others treat every entry slot as modified.
+    entry_dirty: Vec<Vec<bool>>,
+    /// Per block: whether a static edge comes from a block lowered after it (a loop's back edge).
+    late_pred: Vec<bool>,
 }
 
 /// Lowers `analysis` into a new function named `name` in `module`.
@@ -164,6 +170,8 @@ pub(crate) fn lower<'ctx>(
         off: 0,
         cache: Default::default(),
         entry_phis: Vec::new(),
+        entry_dirty: Vec::new(),
+        late_pred: Vec::new(),
         mem_entry: vec![None; analysis.blocks.len()],
         proven: 0,
     };
@@ -215,13 +223,15 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             self.block_bbs.push(bb);
         }
         let entry = self.b.get_insert_block().unwrap();
-        for (i, has_static_pred) in static_predecessors(self.a).into_iter().enumerate() {
+        for (i, (has_static_pred, late_pred)) in static_predecessors(self.a).into_iter().enumerate() {
             let block = &self.a.blocks[i];
             let first_section = self.a.insts[block.start].section.unwrap_or_default();
             let n = if has_static_pred { i64::from(first_section.min_height).min(PASSED_SLOTS) } else { 0 };
             self.b.position_at_end(self.block_bbs[i]);
             let phis = (0..n).map(|_| llvm(self.b.build_phi(self.i256, "in"))).collect::<Res<Vec<_>>>()?;
             self.entry_phis.push(phis);
+            self.entry_dirty.push(vec![false; n as usize]);
+            self.late_pred.push(late_pred);
         }
         self.b.position_at_end(entry);
 
@@ -490,7 +500,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         for k in 0..phis.len() as i64 {
             let idx = first + k;
             let v = match self.cache.get(&idx) {
-                Some((v, _)) => *v,
+                Some(&(v, dirty)) => {
+                    self.entry_dirty[target][k as usize] |= dirty;
+                    v
+                }
                 None => self.load_slot(idx)?,
             };
             values.push(v);
@@ -713,8 +726,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         self.proven = 0;
         let n = self.entry_phis[bi].len() as i64;
         for (k, phi) in self.entry_phis[bi].iter().enumerate() {
-            // Marked modified: some edge may not have written it back.
-            self.cache.insert(k as i64 - n, (phi.as_basic_value().into_int_value(), true));
+            // Modified if some edge did not write it back; a back edge is not lowered yet, so
+            // a loop's entry slots count as modified.
+            let dirty = self.late_pred[bi] || self.entry_dirty[bi][k];
+            self.cache.insert(k as i64 - n, (phi.as_basic_value().into_int_value(), dirty));
         }
 
         for idx in block.start..block.end {
@@ -1194,24 +1209,25 @@ fn static_jump_block(a: &Analysis, target: U256) -> Option<usize> {
 }
 
 /// Per block: whether a static edge (fallthrough, JUMPI's not-taken edge, PUSH+JUMP(I)) enters
-/// it. Such blocks take their entry slots in registers; the lowering must add an incoming value
-/// on exactly these edges, so this mirrors `emit_block`'s choice of successors.
-fn static_predecessors(a: &Analysis) -> Vec<bool> {
-    let mut has = vec![false; a.blocks.len()];
+/// it, and whether one comes from the block itself or a later one (blocks are lowered in pc
+/// order). Such blocks take their entry slots in registers; the lowering must add an incoming
+/// value on exactly these edges, so this mirrors `emit_block`'s choice of successors.
+fn static_predecessors(a: &Analysis) -> Vec<(bool, bool)> {
+    let mut preds = vec![(false, false); a.blocks.len()];
     for (bi, b) in a.blocks.iter().enumerate() {
         let next = a.insts.get(b.end).and_then(|i| a.block_at(i.pc));
         let const_target = (b.end - 1 > b.start && is_push(a.insts[b.end - 2].op)).then(|| a.insts[b.end - 2].imm);
-        match b.end_kind {
-            BlockEnd::Fallthrough | BlockEnd::Suspend => next.into_iter().for_each(|n| has[n] = true),
-            BlockEnd::JumpI => {
-                if a.blocks.get(bi + 1).is_some_and(|nb| nb.start == b.end) {
-                    has[bi + 1] = true;
-                }
-                const_target.and_then(|t| static_jump_block(a, t)).into_iter().for_each(|n| has[n] = true);
-            }
-            BlockEnd::Jump => const_target.and_then(|t| static_jump_block(a, t)).into_iter().for_each(|n| has[n] = true),
-            BlockEnd::Exit => {}
+        let jump_target = || const_target.and_then(|t| static_jump_block(a, t));
+        let targets = match b.end_kind {
+            BlockEnd::Fallthrough | BlockEnd::Suspend => [next, None],
+            BlockEnd::JumpI => [a.blocks.get(bi + 1).filter(|nb| nb.start == b.end).map(|_| bi + 1), jump_target()],
+            BlockEnd::Jump => [jump_target(), None],
+            BlockEnd::Exit => [None, None],
+        };
+        for t in targets.into_iter().flatten() {
+            preds[t].0 = true;
+            preds[t].1 |= bi >= t;
         }
     }
-    has
+    preds
 }
