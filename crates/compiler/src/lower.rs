@@ -44,6 +44,8 @@ pub(crate) struct LowerOptions {
     pub linking: Linking,
     /// Fault injection: lower LT as GT.
     pub flip_lt: bool,
+    /// Pass entry stack slots along static edges in registers (see `Lowerer::entry_phis`).
+    pub pass_entry_slots: bool,
 }
 
 /// Name of the prefix of AOT pointer globals.
@@ -226,7 +228,11 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         for (i, (has_static_pred, late_pred)) in static_predecessors(self.a).into_iter().enumerate() {
             let block = &self.a.blocks[i];
             let first_section = self.a.insts[block.start].section.unwrap_or_default();
-            let n = if has_static_pred { i64::from(first_section.min_height).min(PASSED_SLOTS) } else { 0 };
+            let n = if has_static_pred && self.opts.pass_entry_slots {
+                i64::from(first_section.min_height).min(PASSED_SLOTS)
+            } else {
+                0
+            };
             self.b.position_at_end(self.block_bbs[i]);
             let phis = (0..n).map(|_| llvm(self.b.build_phi(self.i256, "in"))).collect::<Res<Vec<_>>>()?;
             self.entry_phis.push(phis);
