@@ -862,24 +862,14 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         if let Some(ok) = ok {
             let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.go"));
             let (to_interp, pc_phi, sp_phi) = self.to_interpreter_block()?;
-            // The interpreter may take over here, so the stack buffer must be exact on that edge.
-            // Values still only in registers are stored on the cold edge alone.
-            let dirty = self.dirty_live_slots();
-            let bail = if dirty.is_empty() {
-                to_interp
-            } else {
-                self.cx.append_basic_block(self.func, &format!("pc{pc}.spill"))
-            };
-            let check_block = self.b.get_insert_block().unwrap();
-            self.branch_weighted(ok, cont, bail, true)?;
-            let pred = if dirty.is_empty() {
-                check_block
-            } else {
-                self.b.position_at_end(bail);
-                self.store_slots(&dirty)?;
-                llvm(self.b.build_unconditional_branch(to_interp))?;
-                bail
-            };
+            // The values still only in registers are not written back: a failed check means the
+            // interpreter halts inside this section (out of gas before its last static charge,
+            // or a stack underflow/overflow), and nothing in a section can fail by value before
+            // that point: it is straight-line inline code, with the one instruction that has
+            // dynamic gas or reads memory (a host call, a memory access) at its end, after its
+            // static charge and stack check. A halt discards the stack; only the height counts.
+            let pred = self.b.get_insert_block().unwrap();
+            self.branch_weighted(ok, cont, to_interp, true)?;
             pc_phi.add_incoming(&[(&self.i64.const_int(pc as u64, false), pred)]);
             sp_phi.add_incoming(&[(&sp, pred)]);
             self.b.position_at_end(cont);

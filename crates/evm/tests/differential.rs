@@ -451,3 +451,39 @@ fn memory_fast_path_edges() {
     run(code.clone(), 1_000_000);
     sweep(code, 21_000 + 3_000..21_000 + 3_200, SpecId::CANCUN);
 }
+
+/// Static edges pass the target block's entry slots in registers: a loop whose state never
+/// goes through the stack buffer, out of gas at every point of it (the bail-out writes the
+/// registers back), and blocks entered by a static edge with too few items, where the entry
+/// slots are read and written through a clamped address.
+#[test]
+fn entry_slots_in_registers_across_static_edges() {
+    // n = 10, acc = 0; while n != 0 { acc += n; n -= 1 }; return acc
+    let code = vec![
+        0x60, 10, op::PUSH0, // 0: n, acc
+        op::JUMPDEST, op::DUP2, op::ISZERO, 0x60, 20, op::JUMPI, // 3: loop head
+        op::DUP2, op::ADD, op::SWAP1, 0x60, 1, op::SWAP1, op::SUB, op::SWAP1, 0x60, 3, op::JUMP, // 9: body
+        op::JUMPDEST, op::PUSH0, op::MSTORE, 0x60, 32, op::PUSH0, op::RETURN, // 20: exit
+    ];
+    let r = run(code.clone(), 100_000);
+    match &r {
+        ExecutionResult::Success { output, .. } => assert_eq!(U256::from_be_slice(output.data()), u(55)),
+        other => panic!("{other:?}"),
+    }
+    sweep(code, 21_000..21_500, SpecId::CANCUN);
+    // JUMPI whose edges enter blocks reading 2 and 17 items below a stack of 1 (underflow on
+    // either path) and of 17 (both paths run).
+    for depth in [1usize, 17] {
+        for cond in [0u64, 1] {
+            let mut code = vec![op::PUSH0; depth - 1];
+            code.extend([0x60, 0xaa]); // the item the blocks read
+            let jumpi_at = code.len();
+            code.extend([0x60, cond as u8, 0x60, 0, op::JUMPI]); // target patched below
+            code.extend([op::SWAP1, op::POP, op::PUSH0, op::MSTORE, 0x60, 32, op::PUSH0, op::RETURN]);
+            let target = code.len() as u8;
+            code[jumpi_at + 3] = target;
+            code.extend([op::JUMPDEST, op::SWAP16, op::PUSH0, op::MSTORE, 0x60, 32, op::PUSH0, op::RETURN]);
+            run(code, 100_000);
+        }
+    }
+}
