@@ -469,9 +469,9 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     }
 
     /// Address of the slot `idx` relative to `base`. A slot no section check has proved to exist
-    /// (an entry slot passed in a register, on the bail-out edge of the block's first check)
-    /// may lie below the buffer when the stack underflows: the frame then halts and the value
-    /// does not matter, so such an access goes to the scratch area instead.
+    /// (an entry slot that an edge loads before the target block's stack check) may lie below
+    /// the buffer when the stack underflows: the target's check then fails, the frame halts and
+    /// the value does not matter, so such an access goes to the scratch area instead.
     fn slot_at(&self, idx: i64) -> Res<PointerValue<'ctx>> {
         // SAFETY (IR): proven slots lie between 0 and the current height; others are clamped.
         let p = unsafe {
