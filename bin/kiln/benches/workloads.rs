@@ -45,7 +45,10 @@ fn workloads(c: &mut Criterion) {
     let dir = bench_dir();
     let workloads = load_workloads(std::slice::from_ref(&dir), &selection)
         .unwrap_or_else(|e| panic!("cannot load the workloads in {}: {e:#}", dir.display()));
-    let mut compiler = Compiler::new(CompileOptions { skip_unprofitable: true, ..Default::default() });
+    let mut compiler = Compiler::new(CompileOptions {
+        skip_unprofitable: true,
+        ..Default::default()
+    });
     for workload in &workloads {
         bench_workload(c, workload, &mut compiler);
     }

@@ -74,13 +74,24 @@ fn read_input(input: &str) -> eyre::Result<Vec<u8>> {
     let text = if path.exists() {
         let bytes = std::fs::read(path).wrap_err_with(|| format!("reading {}", path.display()))?;
         match std::str::from_utf8(&bytes) {
-            Ok(t) if t.trim().trim_start_matches("0x").chars().all(|c| c.is_ascii_hexdigit()) => t.to_string(),
+            Ok(t)
+                if t.trim()
+                    .trim_start_matches("0x")
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit()) =>
+            {
+                t.to_string()
+            }
             _ => return Ok(bytes),
         }
     } else {
         input.to_string()
     };
-    let hex_text: String = text.trim().trim_start_matches("0x").split_whitespace().collect();
+    let hex_text: String = text
+        .trim()
+        .trim_start_matches("0x")
+        .split_whitespace()
+        .collect();
     hex::decode(&hex_text).wrap_err("input is neither an existing file nor valid hex bytecode")
 }
 
@@ -102,9 +113,16 @@ pub fn run(args: CompileArgs) -> eyre::Result<()> {
     };
     let started = std::time::Instant::now();
     let out = compile_to_bytes(&code, spec, &opts, emit).wrap_err("compilation failed")?;
-    tracing::info!(bytes = code.len(), ?spec, "compiled in {:.2?}", started.elapsed());
+    tracing::info!(
+        bytes = code.len(),
+        ?spec,
+        "compiled in {:.2?}",
+        started.elapsed()
+    );
     match (&args.output, emit) {
-        (Some(path), _) => std::fs::write(path, &out).wrap_err_with(|| format!("writing {}", path.display()))?,
+        (Some(path), _) => {
+            std::fs::write(path, &out).wrap_err_with(|| format!("writing {}", path.display()))?
+        }
         (None, Emit::Obj | Emit::So) => bail!("binary output needs -o OUT"),
         (None, _) => std::io::stdout().write_all(&out)?,
     }

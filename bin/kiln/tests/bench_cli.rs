@@ -29,7 +29,16 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn small_loop_free_code_stays_on_the_interpreter_by_default() {
     let sequence = data("counter_sequence.json");
-    let out = kiln_bench(&[sequence.to_str().unwrap(), "--reps", "3", "--min-time", "0.02", "--json", "--modes", "jit"]);
+    let out = kiln_bench(&[
+        sequence.to_str().unwrap(),
+        "--reps",
+        "3",
+        "--min-time",
+        "0.02",
+        "--json",
+        "--modes",
+        "jit",
+    ]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     let jit: Value = stdout
@@ -39,8 +48,21 @@ fn small_loop_free_code_stays_on_the_interpreter_by_default() {
         .expect("a jit line");
     let reasons = jit["compile_failures"].as_array().unwrap();
     assert_eq!(reasons.len(), 1, "{jit}");
-    assert!(reasons[0].as_str().unwrap().contains("would run slower compiled than interpreted"), "{jit}");
-    assert_eq!((jit["frames_compiled"].as_u64(), jit["frames_interpreted"].as_u64()), (Some(0), Some(1)), "{jit}");
+    assert!(
+        reasons[0]
+            .as_str()
+            .unwrap()
+            .contains("would run slower compiled than interpreted"),
+        "{jit}"
+    );
+    assert_eq!(
+        (
+            jit["frames_compiled"].as_u64(),
+            jit["frames_interpreted"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{jit}"
+    );
     // Nothing compiled, so there is no compile time per KiB to report.
     assert!(jit["compile_ms_per_kib"].is_null(), "{jit}");
 }

@@ -25,7 +25,9 @@
 
 use revm::{
     interpreter::{
-        instructions::{arithmetic, block_info, contract, control, host, memory, stack, system, tx_info},
+        instructions::{
+            arithmetic, block_info, contract, control, host, memory, stack, system, tx_info,
+        },
         interpreter::EthInterpreter,
         interpreter_types::InputsTr,
         Host, InstructionContext, InstructionResult, Interpreter,
@@ -117,7 +119,10 @@ unsafe fn run_revm_op(
         *slot = unsafe { read_word(slot) };
     }
     interpreter.gas.set_remaining(ctx.gas);
-    let result = op(InstructionContext { interpreter: &mut *interpreter, host });
+    let result = op(InstructionContext {
+        interpreter: &mut *interpreter,
+        host,
+    });
     ctx.sp = interpreter.stack.len() as u64;
     ctx.gas = interpreter.gas.remaining();
     refresh_memory(ctx, interpreter);
@@ -334,7 +339,10 @@ pub fn host_builtin_name(opcode: u8) -> Option<&'static str> {
 
 /// Looks up a host builtin's address by symbol name.
 pub fn host_builtin(name: &str) -> Option<HostBuiltin> {
-    HOST_BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+    HOST_BUILTINS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| *f)
 }
 
 /// Reads two stack operands: `p` points at the deeper slot, `p + 1` at the top.
@@ -386,7 +394,6 @@ fn as_i128(x: &U256) -> Option<i128> {
     let ext = if v < 0 { u64::MAX } else { 0 };
     (l[2] == ext && l[3] == ext).then_some(v)
 }
-
 
 // Division of operands that fit in 128 bits (fixed-point arithmetic, token amounts) uses
 // native division, several times faster than the general 256-bit long division; the compiled
@@ -667,7 +674,12 @@ pub const GROW_MEMORY_BUILTIN: &str = "kiln_grow_memory";
 /// # Safety
 /// Called only by compiled code with the context the dispatcher set up.
 #[no_mangle]
-pub unsafe extern "C" fn kiln_grow_memory(ctx: *mut KilnCtx<'_>, offset_low: u64, offset_high: u64, len: u64) -> u8 {
+pub unsafe extern "C" fn kiln_grow_memory(
+    ctx: *mut KilnCtx<'_>,
+    offset_low: u64,
+    offset_high: u64,
+    len: u64,
+) -> u8 {
     // SAFETY: the caller (compiled code, called by the dispatcher) guarantees `ctx` and the
     // pointers inside it are valid and exclusively ours for the duration of the call.
     let ctx = unsafe { &mut *ctx };
@@ -694,7 +706,10 @@ pub fn all_symbols() -> impl Iterator<Item = (&'static str, usize)> {
         .map(|(n, f)| (*n, *f as usize))
         .chain(STACK_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
         .chain(VALUE_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
-        .chain([(GROW_MEMORY_BUILTIN, kiln_grow_memory as GrowMemoryBuiltin as usize)])
+        .chain([(
+            GROW_MEMORY_BUILTIN,
+            kiln_grow_memory as GrowMemoryBuiltin as usize,
+        )])
 }
 
 #[cfg(test)]
@@ -716,7 +731,10 @@ mod tests {
     fn every_delegated_opcode_has_a_builtin() {
         for op in 0..=255u8 {
             if let Some(name) = host_builtin_name(op) {
-                assert!(host_builtin(name).is_some(), "{name} missing for opcode {op:#x}");
+                assert!(
+                    host_builtin(name).is_some(),
+                    "{name} missing for opcode {op:#x}"
+                );
             }
         }
     }
@@ -724,30 +742,56 @@ mod tests {
     #[test]
     fn builtin_input_counts_match_the_opcode_table() {
         for op in 0..=255u8 {
-            let (Some(name), Some(info)) = (host_builtin_name(op), revm::bytecode::opcode::OPCODE_INFO[op as usize]) else {
+            let (Some(name), Some(info)) = (
+                host_builtin_name(op),
+                revm::bytecode::opcode::OPCODE_INFO[op as usize],
+            ) else {
                 continue;
             };
-            let (_, inputs) = HOST_BUILTIN_INPUTS.iter().find(|(n, _)| *n == name).expect("listed");
-            assert_eq!(*inputs, usize::from(info.inputs()), "{name} (opcode {op:#x})");
+            let (_, inputs) = HOST_BUILTIN_INPUTS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .expect("listed");
+            assert_eq!(
+                *inputs,
+                usize::from(info.inputs()),
+                "{name} (opcode {op:#x})"
+            );
         }
     }
 
-/// The 256-bit two's-complement sign extension of `v`.
-fn from_i128(v: i128) -> U256 {
-    let ext = if v < 0 { u64::MAX } else { 0 };
-    U256::from_limbs([v as u64, ((v as u128) >> 64) as u64, ext, ext])
-}
+    /// The 256-bit two's-complement sign extension of `v`.
+    fn from_i128(v: i128) -> U256 {
+        let ext = if v < 0 { u64::MAX } else { 0 };
+        U256::from_limbs([v as u64, ((v as u128) >> 64) as u64, ext, ext])
+    }
 
     #[test]
     fn division_fast_paths_match_the_reference_at_every_edge() {
         use revm::interpreter::instructions::i256::{i256_div, i256_mod};
-        let mut values = vec![U256::ZERO, U256::ONE, U256::MAX, U256::from(7), U256::MAX - U256::from(6)];
+        let mut values = vec![
+            U256::ZERO,
+            U256::ONE,
+            U256::MAX,
+            U256::from(7),
+            U256::MAX - U256::from(6),
+        ];
         for bits in [63u32, 64, 126, 127, 128, 129, 224, 255] {
             let p = U256::ONE << bits as usize;
-            values.extend([p - U256::ONE, p, p + U256::ONE, U256::ZERO.wrapping_sub(p), U256::ZERO.wrapping_sub(p) - U256::ONE]);
+            values.extend([
+                p - U256::ONE,
+                p,
+                p + U256::ONE,
+                U256::ZERO.wrapping_sub(p),
+                U256::ZERO.wrapping_sub(p) - U256::ONE,
+            ]);
         }
         // Fixed-point magnitudes, where one `div` instruction suffices or does not.
-        for v in [10u128.pow(18), 10u128.pow(30), u128::from(u64::MAX) * u128::from(u64::MAX - 1)] {
+        for v in [
+            10u128.pow(18),
+            10u128.pow(30),
+            u128::from(u64::MAX) * u128::from(u64::MAX - 1),
+        ] {
             values.extend([U256::from(v), U256::ZERO.wrapping_sub(U256::from(v))]);
         }
         values.push(from_i128(i128::MIN));
@@ -761,8 +805,16 @@ fn from_i128(v: i128) -> U256 {
         };
         for &a in &values {
             for &b in &values {
-                let div = if b.is_zero() { U256::ZERO } else { a.wrapping_div(b) };
-                let rem = if b.is_zero() { U256::ZERO } else { a.wrapping_rem(b) };
+                let div = if b.is_zero() {
+                    U256::ZERO
+                } else {
+                    a.wrapping_div(b)
+                };
+                let rem = if b.is_zero() {
+                    U256::ZERO
+                } else {
+                    a.wrapping_rem(b)
+                };
                 assert_eq!(run(kiln_div, a, b), div, "DIV {a:#x} {b:#x}");
                 assert_eq!(run(kiln_mod, a, b), rem, "MOD {a:#x} {b:#x}");
                 assert_eq!(run(kiln_sdiv, a, b), i256_div(a, b), "SDIV {a:#x} {b:#x}");

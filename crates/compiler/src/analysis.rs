@@ -151,7 +151,8 @@ impl StraightLine {
     /// Whether compiled code is expected to run faster than the interpreter: every instruction
     /// runs at most once per entry, so the saving is bounded by `inline_ops`.
     pub fn pays_off(&self) -> bool {
-        self.inline_ops >= Self::ENTRY_COST * (1 + self.suspends) + Self::HOST_CALL_COST * self.host_calls
+        self.inline_ops
+            >= Self::ENTRY_COST * (1 + self.suspends) + Self::HOST_CALL_COST * self.host_calls
     }
 }
 
@@ -170,7 +171,11 @@ impl Analysis {
         if backward {
             return None;
         }
-        let mut s = StraightLine { inline_ops: 0, host_calls: 0, suspends: 0 };
+        let mut s = StraightLine {
+            inline_ops: 0,
+            host_calls: 0,
+            suspends: 0,
+        };
         for inst in self.blocks.iter().flat_map(|b| &self.insts[b.start..b.end]) {
             match inst.kind {
                 InstKind::HostBuiltin { suspends, .. } => {
@@ -181,7 +186,9 @@ impl Analysis {
                 // as when it always called the builtin (the cost model was measured so).
                 InstKind::Memory => s.host_calls += 1,
                 InstKind::Halt(_) => {}
-                InstKind::Inline | InstKind::StackBuiltin(..) | InstKind::ValueBuiltin(..) => s.inline_ops += 1,
+                InstKind::Inline | InstKind::StackBuiltin(..) | InstKind::ValueBuiltin(..) => {
+                    s.inline_ops += 1
+                }
             }
         }
         Some(s)
@@ -251,7 +258,10 @@ fn classify(op: u8, spec: SpecId) -> InstKind {
         return InstKind::Memory;
     }
     if let Some(name) = kiln_builtins::host_builtin_name(op) {
-        let suspends = matches!(op, CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2);
+        let suspends = matches!(
+            op,
+            CALL | CALLCODE | DELEGATECALL | STATICCALL | CREATE | CREATE2
+        );
         return InstKind::HostBuiltin { name, suspends };
     }
     InstKind::Inline
@@ -304,7 +314,9 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
         let kind = classify(op, spec);
         let (inputs, outputs) = match kind {
             InstKind::Halt(_) => (0, 0),
-            _ => OpCode::new(op).map(|o| (o.inputs() as u16, o.outputs() as u16)).unwrap_or((0, 0)),
+            _ => OpCode::new(op)
+                .map(|o| (o.inputs() as u16, o.outputs() as u16))
+                .unwrap_or((0, 0)),
         };
         let mut imm = U256::ZERO;
         let mut size = 1usize;
@@ -369,7 +381,11 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
             }
             match (op, inst.kind) {
                 (opcode::JUMP, _) | (opcode::JUMPI, _) => {
-                    end_kind = if op == opcode::JUMP { BlockEnd::Jump } else { BlockEnd::JumpI };
+                    end_kind = if op == opcode::JUMP {
+                        BlockEnd::Jump
+                    } else {
+                        BlockEnd::JumpI
+                    };
                     break;
                 }
                 (_, InstKind::HostBuiltin { suspends: true, .. }) => {
@@ -382,7 +398,10 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
                 break;
             }
         }
-        live = matches!(end_kind, BlockEnd::Fallthrough | BlockEnd::JumpI | BlockEnd::Suspend);
+        live = matches!(
+            end_kind,
+            BlockEnd::Fallthrough | BlockEnd::JumpI | BlockEnd::Suspend
+        );
         if reachable {
             if end_kind == BlockEnd::Suspend {
                 // The resume pc is the next instruction, even past the end of the code (then the
@@ -390,7 +409,11 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
                 let inst = &insts[i - 1];
                 resume_pcs.push(inst.pc + 1);
             }
-            blocks.push(Block { start, end: i, end_kind });
+            blocks.push(Block {
+                start,
+                end: i,
+                end_kind,
+            });
         }
     }
 
@@ -413,7 +436,8 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
                     s.max_growth = h as u16;
                 }
                 j += 1;
-                let ends = matches!(inst.kind, InstKind::HostBuiltin { .. } | InstKind::Memory) || inst.op == opcode::GAS;
+                let ends = matches!(inst.kind, InstKind::HostBuiltin { .. } | InstKind::Memory)
+                    || inst.op == opcode::GAS;
                 if ends || j >= block.end {
                     break;
                 }
@@ -474,13 +498,25 @@ mod tests {
     #[test]
     fn sections_end_at_builtins_and_gas() {
         // PUSH1 1, PUSH1 2, ADD, GAS, POP, PUSH1 0, SLOAD, POP, STOP
-        let code = [0x60, 1, 0x60, 2, 0x01, 0x5a, 0x50, 0x60, 0, 0x54, 0x50, 0x00];
+        let code = [
+            0x60, 1, 0x60, 2, 0x01, 0x5a, 0x50, 0x60, 0, 0x54, 0x50, 0x00,
+        ];
         let a = analyze(&code, SpecId::CANCUN);
-        let sections: Vec<(u32, Section)> =
-            a.insts.iter().filter_map(|i| i.section.map(|s| (i.pc, s))).collect();
+        let sections: Vec<(u32, Section)> = a
+            .insts
+            .iter()
+            .filter_map(|i| i.section.map(|s| (i.pc, s)))
+            .collect();
         assert_eq!(sections.len(), 3);
         assert_eq!(sections[0].0, 0);
-        assert_eq!(sections[0].1, Section { gas: 3 + 3 + 3 + 2, min_height: 0, max_growth: 2 });
+        assert_eq!(
+            sections[0].1,
+            Section {
+                gas: 3 + 3 + 3 + 2,
+                min_height: 0,
+                max_growth: 2
+            }
+        );
         assert_eq!(sections[1].0, 6);
         // POP(2) + PUSH1(3) + SLOAD(100 warm base in Berlin+)
         assert_eq!(sections[1].1.gas, 2 + 3 + 100);
@@ -490,7 +526,10 @@ mod tests {
     #[test]
     fn push0_is_not_activated_before_shanghai() {
         let a = analyze(&[0x5f], SpecId::MERGE);
-        assert_eq!(a.insts[0].kind, InstKind::Halt(InstructionResult::NotActivated));
+        assert_eq!(
+            a.insts[0].kind,
+            InstKind::Halt(InstructionResult::NotActivated)
+        );
         let a = analyze(&[0x5f], SpecId::SHANGHAI);
         assert_eq!(a.insts[0].kind, InstKind::Inline);
     }

@@ -9,7 +9,10 @@
 //! The library calls builtins through pointer globals `kiln_rt_<symbol>` that [`AotFunction::load`]
 //! fills in by symbol name, so the host executable does not need to export anything.
 
-use crate::{compile_to_bytes, lower::POINTER_PREFIX, CompileError, CompileOptions, Emit, AOT_ENTRY_SYMBOL, COMPILER_VERSION};
+use crate::{
+    compile_to_bytes, lower::POINTER_PREFIX, CompileError, CompileOptions, Emit, AOT_ENTRY_SYMBOL,
+    COMPILER_VERSION,
+};
 use kiln_builtins::CompiledFn;
 use revm::primitives::{hardfork::SpecId, keccak256, B256};
 use std::{
@@ -95,21 +98,24 @@ impl ArtifactDir {
     /// users can write to.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, CompileError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| CompileError::Aot(format!("create {}: {e}", dir.display())))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| CompileError::Aot(format!("create {}: {e}", dir.display())))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let meta = fs::metadata(&dir).map_err(|e| CompileError::Aot(format!("stat {}: {e}", dir.display())))?;
+            let meta = fs::metadata(&dir)
+                .map_err(|e| CompileError::Aot(format!("stat {}: {e}", dir.display())))?;
             let mode = meta.permissions().mode();
             if mode & 0o022 != 0 {
                 // Tighten a directory we may have just created with a permissive umask; refuse one
                 // that we cannot tighten.
-                fs::set_permissions(&dir, fs::Permissions::from_mode(mode & !0o077 | 0o700)).map_err(|_| {
-                    CompileError::Aot(format!(
-                        "{} is writable by other users; refusing to load native code from it",
-                        dir.display()
-                    ))
-                })?;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(mode & !0o077 | 0o700))
+                    .map_err(|_| {
+                        CompileError::Aot(format!(
+                            "{} is writable by other users; refusing to load native code from it",
+                            dir.display()
+                        ))
+                    })?;
             }
         }
         Ok(Self { dir })
@@ -122,7 +128,10 @@ impl ArtifactDir {
 
     fn paths(&self, key: &ArtifactKey) -> (PathBuf, PathBuf) {
         let stem = key.stem();
-        (self.dir.join(format!("{stem}.so")), self.dir.join(format!("{stem}.meta")))
+        (
+            self.dir.join(format!("{stem}.so")),
+            self.dir.join(format!("{stem}.meta")),
+        )
     }
 
     /// Writes a library for `key` atomically.
@@ -130,7 +139,10 @@ impl ArtifactDir {
         let (so, meta) = self.paths(key);
         let checksum = keccak256(library);
         write_atomic(&so, library)?;
-        write_atomic(&meta, format!("{}checksum {}\n", key.header(), checksum).as_bytes())?;
+        write_atomic(
+            &meta,
+            format!("{}checksum {}\n", key.header(), checksum).as_bytes(),
+        )?;
         Ok(so)
     }
 
@@ -149,12 +161,19 @@ impl ArtifactDir {
     /// key, bad checksum, truncated): the caller treats that as a cache miss.
     pub fn load(&self, key: &ArtifactKey) -> Result<Option<AotFunction>, CompileError> {
         let (so, meta) = self.paths(key);
-        let Ok(meta_text) = fs::read_to_string(&meta) else { return Ok(None) };
-        let Some(stored_sum) = meta_text.strip_prefix(&key.header()).and_then(|r| r.strip_prefix("checksum ")) else {
+        let Ok(meta_text) = fs::read_to_string(&meta) else {
+            return Ok(None);
+        };
+        let Some(stored_sum) = meta_text
+            .strip_prefix(&key.header())
+            .and_then(|r| r.strip_prefix("checksum "))
+        else {
             tracing::warn!(path = %meta.display(), "artifact header does not match its key; ignoring");
             return Ok(None);
         };
-        let Ok(bytes) = fs::read(&so) else { return Ok(None) };
+        let Ok(bytes) = fs::read(&so) else {
+            return Ok(None);
+        };
         if format!("{}", keccak256(&bytes)) != stored_sum.trim() {
             tracing::warn!(path = %so.display(), "artifact checksum mismatch; ignoring");
             return Ok(None);
@@ -165,11 +184,15 @@ impl ArtifactDir {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CompileError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| CompileError::Aot(format!("temp file: {e}")))?;
-    tmp.write_all(bytes).map_err(|e| CompileError::Aot(format!("write: {e}")))?;
-    tmp.as_file().sync_all().map_err(|e| CompileError::Aot(format!("fsync: {e}")))?;
-    tmp.persist(path).map_err(|e| CompileError::Aot(format!("rename: {e}")))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| CompileError::Aot(format!("temp file: {e}")))?;
+    tmp.write_all(bytes)
+        .map_err(|e| CompileError::Aot(format!("write: {e}")))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| CompileError::Aot(format!("fsync: {e}")))?;
+    tmp.persist(path)
+        .map_err(|e| CompileError::Aot(format!("rename: {e}")))?;
     Ok(())
 }
 
@@ -201,7 +224,9 @@ impl AotFunction {
         // SAFETY: the entry symbol has the `CompiledFn` signature (see `lower`).
         let func = unsafe {
             *lib.get::<CompiledFn>(AOT_ENTRY_SYMBOL.as_bytes())
-                .map_err(|e| CompileError::Aot(format!("{}: no entry symbol: {e}", path.display())))?
+                .map_err(|e| {
+                    CompileError::Aot(format!("{}: no entry symbol: {e}", path.display()))
+                })?
         };
         Ok(Self { func, _lib: lib })
     }
@@ -223,7 +248,9 @@ mod tests {
         let code = [0x60, 1, 0x60, 2, 0x01, 0x00];
         let key = ArtifactKey::new(keccak256(code), SpecId::CANCUN);
         assert!(cache.load(&key).unwrap().is_none());
-        let so = cache.compile_and_store(&key, &code, &CompileOptions::default()).unwrap();
+        let so = cache
+            .compile_and_store(&key, &code, &CompileOptions::default())
+            .unwrap();
         assert!(cache.load(&key).unwrap().is_some());
         // Flip a byte: checksum mismatch.
         let mut bytes = fs::read(&so).unwrap();

@@ -1,6 +1,9 @@
 //! In-process JIT: LLVM's MCJIT, one LLVM context per compiled function.
 
-use crate::{build_module, host_target_machine, lower::Linking, CompileError, CompileOptions, AOT_ENTRY_SYMBOL};
+use crate::{
+    build_module, host_target_machine, lower::Linking, CompileError, CompileOptions,
+    AOT_ENTRY_SYMBOL,
+};
 use inkwell::{context::Context, execution_engine::ExecutionEngine, module::Module};
 use kiln_builtins::CompiledFn;
 use revm::primitives::hardfork::SpecId;
@@ -25,7 +28,9 @@ unsafe impl Sync for JitFunction {}
 
 impl std::fmt::Debug for JitFunction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JitFunction").field("func", &(self.func as usize as *const ())).finish()
+        f.debug_struct("JitFunction")
+            .field("func", &(self.func as usize as *const ()))
+            .finish()
     }
 }
 
@@ -48,7 +53,11 @@ impl Drop for JitFunction {
     }
 }
 
-pub(crate) fn compile(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Result<JitFunction, CompileError> {
+pub(crate) fn compile(
+    code: &[u8],
+    spec: SpecId,
+    opts: &CompileOptions,
+) -> Result<JitFunction, CompileError> {
     let tm = host_target_machine(opts.opt_level)?;
     let context: *mut Context = Box::into_raw(Box::new(Context::create()));
     // SAFETY: the context lives until `JitFunction::drop` (or the error path below) frees it;
@@ -74,7 +83,12 @@ pub(crate) fn compile(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Resul
             // SAFETY: `addr` is the address of the function just compiled with the
             // `CompiledFn` signature (see `lower`).
             let func: CompiledFn = unsafe { std::mem::transmute::<usize, CompiledFn>(addr) };
-            Ok(JitFunction { func, module: ManuallyDrop::new(module), engine: ManuallyDrop::new(engine), context })
+            Ok(JitFunction {
+                func,
+                module: ManuallyDrop::new(module),
+                engine: ManuallyDrop::new(engine),
+                context,
+            })
         }
         Err(e) => {
             // SAFETY: everything borrowing the context was dropped inside the closure.

@@ -24,7 +24,7 @@ use inkwell::{
     targets::{CodeModel, InitializationConfig, RelocMode, Target, TargetMachine},
     OptimizationLevel,
 };
-use lower::{LowerOptions, Linking};
+use lower::{Linking, LowerOptions};
 use revm::primitives::hardfork::SpecId;
 use std::sync::OnceLock;
 
@@ -183,10 +183,13 @@ impl std::str::FromStr for Fault {
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
             ["gas", op, delta] => Ok(Fault::StaticGas {
-                opcode: u8::from_str_radix(op.trim_start_matches("0x"), 16).map_err(|e| format!("opcode: {e}"))?,
+                opcode: u8::from_str_radix(op.trim_start_matches("0x"), 16)
+                    .map_err(|e| format!("opcode: {e}"))?,
                 delta: delta.parse().map_err(|e| format!("delta: {e}"))?,
             }),
-            _ => Err(format!("unknown fault {s:?} (expected gas:<opcode hex>:<delta> or flip-lt)")),
+            _ => Err(format!(
+                "unknown fault {s:?} (expected gas:<opcode hex>:<delta> or flip-lt)"
+            )),
         }
     }
 }
@@ -278,16 +281,27 @@ fn init_llvm() -> Result<(), CompileError> {
         // that leaves 1,000 values on the stack writes 4,000 adjacent words).
         // Extra LLVM options for experiments (e.g. `-time-passes`), never needed in normal use.
         let extra = std::env::var("KILN_LLVM_ARGS").unwrap_or_default();
-        let args: Vec<std::ffi::CString> = ["kiln", "-enable-misched=false", "-enable-post-misched=false", "-combiner-store-merging=false"]
-            .into_iter()
-            .chain(extra.split_whitespace())
-            .map(|a| std::ffi::CString::new(a).expect("no NUL in option"))
-            .collect();
+        let args: Vec<std::ffi::CString> = [
+            "kiln",
+            "-enable-misched=false",
+            "-enable-post-misched=false",
+            "-combiner-store-merging=false",
+        ]
+        .into_iter()
+        .chain(extra.split_whitespace())
+        .map(|a| std::ffi::CString::new(a).expect("no NUL in option"))
+        .collect();
         let argv: Vec<*const std::ffi::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         // SAFETY: argv holds valid NUL-terminated strings that outlive the call; the options
         // exist in LLVM 22 (an unknown option would make LLVM exit), and this runs once, before
         // any other LLVM use in this process.
-        unsafe { llvm_sys::support::LLVMParseCommandLineOptions(argv.len() as i32, argv.as_ptr(), std::ptr::null()) };
+        unsafe {
+            llvm_sys::support::LLVMParseCommandLineOptions(
+                argv.len() as i32,
+                argv.as_ptr(),
+                std::ptr::null(),
+            )
+        };
         Target::initialize_native(&InitializationConfig::default())
     })
     .clone()
@@ -302,7 +316,9 @@ thread_local! {
 }
 
 /// This thread's host target machine for `opt`.
-pub(crate) fn host_target_machine(opt: OptLevel) -> Result<std::rc::Rc<TargetMachine>, CompileError> {
+pub(crate) fn host_target_machine(
+    opt: OptLevel,
+) -> Result<std::rc::Rc<TargetMachine>, CompileError> {
     TARGET_MACHINES.with(|tms| {
         if let Some(tm) = tms.borrow().get(&opt) {
             return Ok(tm.clone());
@@ -337,7 +353,11 @@ fn new_host_target_machine(opt: OptLevel) -> Result<TargetMachine, CompileError>
 pub fn host_target_id() -> String {
     let triple = TargetMachine::get_default_triple();
     let cpu = TargetMachine::get_host_cpu_name();
-    format!("{}-{}", triple.as_str().to_string_lossy(), cpu.to_string_lossy())
+    format!(
+        "{}-{}",
+        triple.as_str().to_string_lossy(),
+        cpu.to_string_lossy()
+    )
 }
 
 /// Opcodes whose 256-bit lowering is large (a multiplication or a division).
@@ -352,7 +372,10 @@ fn check_input(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Result<(), C
         return Err(CompileError::Empty);
     }
     if code.len() > opts.max_code_size {
-        return Err(CompileError::TooLarge { size: code.len(), limit: opts.max_code_size });
+        return Err(CompileError::TooLarge {
+            size: code.len(),
+            limit: opts.max_code_size,
+        });
     }
     if code.starts_with(&[0xEF, 0x01, 0x00]) {
         return Err(CompileError::NotLegacy("EIP-7702 delegation designator"));
@@ -379,13 +402,24 @@ fn build_module<'ctx>(
     }
     let blocks = analysis.blocks.len();
     if blocks > opts.max_blocks {
-        return Err(CompileError::TooComplex { blocks, limit: opts.max_blocks });
+        return Err(CompileError::TooComplex {
+            blocks,
+            limit: opts.max_blocks,
+        });
     }
     let sections = analysis.section_count();
     if sections > opts.max_sections {
-        return Err(CompileError::OverBudget { what: "gas sections", count: sections, limit: opts.max_sections });
+        return Err(CompileError::OverBudget {
+            what: "gas sections",
+            count: sections,
+            limit: opts.max_sections,
+        });
     }
-    let wide = analysis.insts.iter().filter(|i| is_wide_arith(i.op)).count();
+    let wide = analysis
+        .insts
+        .iter()
+        .filter(|i| is_wide_arith(i.op))
+        .count();
     if wide > opts.max_wide_arith {
         return Err(CompileError::OverBudget {
             what: "256-bit multiplications and divisions",
@@ -418,7 +452,9 @@ fn build_module<'ctx>(
         pass_entry_slots: blocks <= opts.pass_slots_max_blocks,
     };
     lower::lower(cx, &module, &analysis, AOT_ENTRY_SYMBOL, lower_opts)?;
-    module.verify().map_err(|e| CompileError::Internal(format!("invalid IR: {}", e.to_string())))?;
+    module
+        .verify()
+        .map_err(|e| CompileError::Internal(format!("invalid IR: {}", e.to_string())))?;
     module
         .run_passes(pipeline.passes(), tm, PassBuilderOptions::create())
         .map_err(|e| CompileError::Llvm(e.to_string()))?;
@@ -481,12 +517,21 @@ impl Pipeline {
 }
 
 /// Compiles `code` for `spec` into executable memory in this process.
-pub fn compile_jit(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Result<JitFunction, CompileError> {
+pub fn compile_jit(
+    code: &[u8],
+    spec: SpecId,
+    opts: &CompileOptions,
+) -> Result<JitFunction, CompileError> {
     jit::compile(code, spec, opts)
 }
 
 /// Compiles `code` for `spec` and returns what `emit` asks for, as bytes.
-pub fn compile_to_bytes(code: &[u8], spec: SpecId, opts: &CompileOptions, emit: Emit) -> Result<Vec<u8>, CompileError> {
+pub fn compile_to_bytes(
+    code: &[u8],
+    spec: SpecId,
+    opts: &CompileOptions,
+    emit: Emit,
+) -> Result<Vec<u8>, CompileError> {
     let tm = host_target_machine(opts.opt_level)?;
     let cx = Context::create();
     let (module, _) = build_module(&cx, code, spec, opts, Linking::PointerTable, &tm)?;
@@ -498,7 +543,9 @@ pub fn compile_to_bytes(code: &[u8], spec: SpecId, opts: &CompileOptions, emit: 
             } else {
                 inkwell::targets::FileType::Object
             };
-            let buf = tm.write_to_memory_buffer(&module, ft).map_err(|e| CompileError::Llvm(e.to_string()))?;
+            let buf = tm
+                .write_to_memory_buffer(&module, ft)
+                .map_err(|e| CompileError::Llvm(e.to_string()))?;
             Ok(buf.as_slice().to_vec())
         }
         Emit::So => {
@@ -517,14 +564,33 @@ mod tests {
     #[test]
     fn rejects_bad_input_with_reasons() {
         let o = CompileOptions::default();
-        assert!(matches!(compile_jit(&[], SpecId::CANCUN, &o), Err(CompileError::Empty)));
+        assert!(matches!(
+            compile_jit(&[], SpecId::CANCUN, &o),
+            Err(CompileError::Empty)
+        ));
         let big = vec![0x5b; o.max_code_size + 1];
-        assert!(matches!(compile_jit(&big, SpecId::CANCUN, &o), Err(CompileError::TooLarge { .. })));
-        assert!(matches!(compile_jit(&[0x00], SpecId::AMSTERDAM, &o), Err(CompileError::UnsupportedSpec(_))));
-        let muls = [0x5f, 0x35].iter().copied().chain([0x80, 0x02].repeat(o.max_wide_arith + 1)).collect::<Vec<u8>>();
-        assert!(matches!(compile_jit(&muls, SpecId::CANCUN, &o), Err(CompileError::OverBudget { .. })));
+        assert!(matches!(
+            compile_jit(&big, SpecId::CANCUN, &o),
+            Err(CompileError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            compile_jit(&[0x00], SpecId::AMSTERDAM, &o),
+            Err(CompileError::UnsupportedSpec(_))
+        ));
+        let muls = [0x5f, 0x35]
+            .iter()
+            .copied()
+            .chain([0x80, 0x02].repeat(o.max_wide_arith + 1))
+            .collect::<Vec<u8>>();
+        assert!(matches!(
+            compile_jit(&muls, SpecId::CANCUN, &o),
+            Err(CompileError::OverBudget { .. })
+        ));
         let sloads = [0x5f, 0x54, 0x50].repeat(o.max_sections + 1);
-        assert!(matches!(compile_jit(&sloads, SpecId::CANCUN, &o), Err(CompileError::OverBudget { .. })));
+        assert!(matches!(
+            compile_jit(&sloads, SpecId::CANCUN, &o),
+            Err(CompileError::OverBudget { .. })
+        ));
         // A dynamic jump over more JUMPDESTs than the budget.
         let mut dense = vec![0x5f, 0x35, 0x56];
         dense.extend(vec![0x5b; o.max_dynamic_targets + 1]);
@@ -536,49 +602,89 @@ mod tests {
 
     #[test]
     fn unprofitable_straight_line_code_is_refused_only_when_asked() {
-        let skip = CompileOptions { skip_unprofitable: true, ..Default::default() };
+        let skip = CompileOptions {
+            skip_unprofitable: true,
+            ..Default::default()
+        };
         // A forwarding proxy: CALLDATACOPY, DELEGATECALL, RETURNDATACOPY, RETURN.
         let proxy = revm::primitives::hex::decode("365f5f375f5f365f73bebebebebebebebebebebebebebebebebebebebe5af43d5f5f3e5f3d91602a57fd5bf3")
             .unwrap();
-        let line = analysis::analyze(&proxy, SpecId::CANCUN).straight_line().expect("loop-free");
+        let line = analysis::analyze(&proxy, SpecId::CANCUN)
+            .straight_line()
+            .expect("loop-free");
         assert_eq!((line.host_calls, line.suspends), (7, 1));
-        assert!(matches!(compile_jit(&proxy, SpecId::CANCUN, &skip), Err(CompileError::Unprofitable(l)) if l == line));
+        assert!(
+            matches!(compile_jit(&proxy, SpecId::CANCUN, &skip), Err(CompileError::Unprofitable(l)) if l == line)
+        );
         assert!(compile_jit(&proxy, SpecId::CANCUN, &CompileOptions::default()).is_ok());
         // The same host calls inside a loop (a backward jump) always compile.
         let mut looped = vec![0x5b];
         looped.extend_from_slice(&proxy[..proxy.len() - 1]);
         looped.extend_from_slice(&[0x5f, 0x56]);
-        assert_eq!(analysis::analyze(&looped, SpecId::CANCUN).straight_line(), None);
+        assert_eq!(
+            analysis::analyze(&looped, SpecId::CANCUN).straight_line(),
+            None
+        );
         assert!(compile_jit(&looped, SpecId::CANCUN, &skip).is_ok());
         // Long straight-line arithmetic pays off.
-        let arith = [0x60, 7, 0x80, 0x01].repeat(40).into_iter().chain([0x00]).collect::<Vec<u8>>();
-        assert!(analysis::analyze(&arith, SpecId::CANCUN).straight_line().unwrap().pays_off());
+        let arith = [0x60, 7, 0x80, 0x01]
+            .repeat(40)
+            .into_iter()
+            .chain([0x00])
+            .collect::<Vec<u8>>();
+        assert!(analysis::analyze(&arith, SpecId::CANCUN)
+            .straight_line()
+            .unwrap()
+            .pays_off());
         assert!(compile_jit(&arith, SpecId::CANCUN, &skip).is_ok());
     }
 
     #[test]
     fn pipeline_follows_the_size_budgets() {
         let o = CompileOptions::default();
-        let o3 = CompileOptions { opt_level: OptLevel::O3, ..o };
+        let o3 = CompileOptions {
+            opt_level: OptLevel::O3,
+            ..o
+        };
         let small = analysis::analyze(&[0x60, 1, 0x60, 2, 0x01, 0x00], SpecId::CANCUN);
         assert_eq!(Pipeline::choose(&o, &small), Pipeline::Full(OptLevel::O2));
         assert_eq!(Pipeline::choose(&o3, &small), Pipeline::Full(OptLevel::O3));
-        assert_eq!(Pipeline::choose(&CompileOptions { opt_level: OptLevel::O0, ..o }, &small), Pipeline::None);
+        assert_eq!(
+            Pipeline::choose(
+                &CompileOptions {
+                    opt_level: OptLevel::O0,
+                    ..o
+                },
+                &small
+            ),
+            Pipeline::None
+        );
         // `GAS GAS TSTORE` repeated: every opcode ends a gas section, in one basic block.
-        let sections = analysis::analyze(&[0x5a, 0x5a, 0x5d].repeat(o.full_opt_max_sections), SpecId::CANCUN);
+        let sections = analysis::analyze(
+            &[0x5a, 0x5a, 0x5d].repeat(o.full_opt_max_sections),
+            SpecId::CANCUN,
+        );
         assert_eq!(sections.blocks.len(), 1);
         assert_eq!(Pipeline::choose(&o, &sections), Pipeline::Lean);
         assert_eq!(Pipeline::choose(&o3, &sections), Pipeline::Lean);
         // A dynamic jump makes every JUMPDEST a block.
         let mut jumps = vec![0x5f, 0x35, 0x56];
         jumps.extend([0x5b, 0x50].repeat(o.optimize_max_blocks + 1));
-        assert_eq!(Pipeline::choose(&o, &analysis::analyze(&jumps, SpecId::CANCUN)), Pipeline::None);
+        assert_eq!(
+            Pipeline::choose(&o, &analysis::analyze(&jumps, SpecId::CANCUN)),
+            Pipeline::None
+        );
     }
 
     #[test]
     fn emits_ir_with_the_entry_symbol() {
-        let ir = compile_to_bytes(&[0x60, 1, 0x60, 2, 0x01, 0x00], SpecId::CANCUN, &CompileOptions::default(), Emit::Ir)
-            .unwrap();
+        let ir = compile_to_bytes(
+            &[0x60, 1, 0x60, 2, 0x01, 0x00],
+            SpecId::CANCUN,
+            &CompileOptions::default(),
+            Emit::Ir,
+        )
+        .unwrap();
         let ir = String::from_utf8(ir).unwrap();
         assert!(ir.contains(AOT_ENTRY_SYMBOL), "{ir}");
     }

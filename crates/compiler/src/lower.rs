@@ -11,17 +11,20 @@ use crate::{
     CompileError,
 };
 use inkwell::{
-    values::BasicValue,
     basic_block::BasicBlock,
     builder::Builder,
     context::Context,
     intrinsics::Intrinsic,
     module::{Linkage, Module},
     types::{FunctionType, IntType},
+    values::BasicValue,
     values::{FunctionValue, IntValue, PhiValue, PointerValue},
     AddressSpace, IntPredicate,
 };
-use kiln_builtins::{OFFSET_GAS, OFFSET_MEM, OFFSET_MEM_LEN, OFFSET_PC, OFFSET_SP, OFFSET_STACK, STATUS_CONTINUE_IN_INTERPRETER};
+use kiln_builtins::{
+    OFFSET_GAS, OFFSET_MEM, OFFSET_MEM_LEN, OFFSET_PC, OFFSET_SP, OFFSET_STACK,
+    STATUS_CONTINUE_IN_INTERPRETER,
+};
 use revm::{bytecode::opcode, interpreter::InstructionResult, primitives::U256};
 use std::num::NonZeroU32;
 
@@ -119,7 +122,9 @@ pub(crate) fn lower<'ctx>(
 ) -> Res<FunctionValue<'ctx>> {
     let i8 = cx.i8_type();
     let i64 = cx.i64_type();
-    let i256 = cx.custom_width_int_type(NonZeroU32::new(256).unwrap()).map_err(|e| CompileError::Llvm(e.into()))?;
+    let i256 = cx
+        .custom_width_int_type(NonZeroU32::new(256).unwrap())
+        .map_err(|e| CompileError::Llvm(e.into()))?;
     let ptr = cx.ptr_type(AddressSpace::default());
     let fn_ty = i8.fn_type(&[ptr.into()], false);
     let func = module.add_function(name, fn_ty, Some(Linkage::External));
@@ -225,7 +230,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             self.block_bbs.push(bb);
         }
         let entry = self.b.get_insert_block().unwrap();
-        for (i, (has_static_pred, late_pred)) in static_predecessors(self.a).into_iter().enumerate() {
+        for (i, (has_static_pred, late_pred)) in static_predecessors(self.a).into_iter().enumerate()
+        {
             let block = &self.a.blocks[i];
             let first_section = self.a.insts[block.start].section.unwrap_or_default();
             let n = if has_static_pred && self.opts.pass_entry_slots {
@@ -234,7 +240,9 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 0
             };
             self.b.position_at_end(self.block_bbs[i]);
-            let phis = (0..n).map(|_| llvm(self.b.build_phi(self.i256, "in"))).collect::<Res<Vec<_>>>()?;
+            let phis = (0..n)
+                .map(|_| llvm(self.b.build_phi(self.i256, "in")))
+                .collect::<Res<Vec<_>>>()?;
             self.entry_phis.push(phis);
             self.entry_dirty.push(vec![false; n as usize]);
             self.late_pred.push(late_pred);
@@ -275,7 +283,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// Branches to the common exit with `status`; the current sp must already be in `sp_var`.
     fn exit_with(&mut self, status: u8) -> Res<()> {
         let bb = self.b.get_insert_block().unwrap();
-        self.exit_phi.add_incoming(&[(&self.i8.const_int(status as u64, false), bb)]);
+        self.exit_phi
+            .add_incoming(&[(&self.i8.const_int(status as u64, false), bb)]);
         llvm(self.b.build_unconditional_branch(self.exit_bb))?;
         Ok(())
     }
@@ -298,7 +307,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         if self.off == 0 {
             return Ok(sp0);
         }
-        llvm(self.b.build_int_add(sp0, self.i64.const_int(self.off as u64, true), "sp.cur"))
+        llvm(
+            self.b
+                .build_int_add(sp0, self.i64.const_int(self.off as u64, true), "sp.cur"),
+        )
     }
 
     /// Makes the stack buffer and `sp_var` exact (before leaving the block).
@@ -332,7 +344,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             let _ = st.set_alignment(8);
         }
         let f = self.builtin(name, self.stack_fn_ty)?;
-        llvm(self.b.build_indirect_call(self.stack_fn_ty, f, &[self.scratch.into()], ""))?;
+        llvm(
+            self.b
+                .build_indirect_call(self.stack_fn_ty, f, &[self.scratch.into()], ""),
+        )?;
         let r = llvm(self.b.build_load(self.i256, self.scratch, "r"))?;
         if let Some(inst) = r.as_instruction_value() {
             let _ = inst.set_alignment(8);
@@ -360,11 +375,24 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             };
             llvm(l.b.build_int_compare(IntPredicate::EQ, back, x, "fits"))
         };
-        let mut small = llvm(self.b.build_and(fits(self, a, a64)?, fits(self, b, b64)?, "small"))?;
+        let mut small = llvm(
+            self.b
+                .build_and(fits(self, a, a64)?, fits(self, b, b64)?, "small"),
+        )?;
         if signed {
             // i64::MIN / -1 overflows (and traps on x86); the builtin handles it.
-            let a_min = llvm(self.b.build_int_compare(IntPredicate::EQ, a64, self.i64.const_int(i64::MIN as u64, true), "a.min"))?;
-            let b_m1 = llvm(self.b.build_int_compare(IntPredicate::EQ, b64, self.i64.const_all_ones(), "b.m1"))?;
+            let a_min = llvm(self.b.build_int_compare(
+                IntPredicate::EQ,
+                a64,
+                self.i64.const_int(i64::MIN as u64, true),
+                "a.min",
+            ))?;
+            let b_m1 = llvm(self.b.build_int_compare(
+                IntPredicate::EQ,
+                b64,
+                self.i64.const_all_ones(),
+                "b.m1",
+            ))?;
             let overflow = llvm(self.b.build_and(a_min, b_m1, "ovf"))?;
             let no_overflow = llvm(self.b.build_not(overflow, "no.ovf"))?;
             small = llvm(self.b.build_and(small, no_overflow, "small"))?;
@@ -375,8 +403,17 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         self.branch_weighted(small, fast, slow, true)?;
 
         self.b.position_at_end(fast);
-        let zero = llvm(self.b.build_int_compare(IntPredicate::EQ, b64, self.i64.const_zero(), "b.zero"))?;
-        let divisor = llvm(self.b.build_select(zero, self.i64.const_int(1, false), b64, "divisor"))?.into_int_value();
+        let zero =
+            llvm(
+                self.b
+                    .build_int_compare(IntPredicate::EQ, b64, self.i64.const_zero(), "b.zero"),
+            )?;
+        let divisor =
+            llvm(
+                self.b
+                    .build_select(zero, self.i64.const_int(1, false), b64, "divisor"),
+            )?
+            .into_int_value();
         let q = match op {
             opcode::DIV => llvm(self.b.build_int_unsigned_div(a64, divisor, "q"))?,
             opcode::SDIV => llvm(self.b.build_int_signed_div(a64, divisor, "q"))?,
@@ -413,9 +450,18 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// already synced sp, gas and, for suspends, pc into ctx and the interpreter); otherwise
     /// continues with the gas the builtin left.
     fn leave_unless_ok(&mut self, status: IntValue<'ctx>, name: &str) -> Res<()> {
-        let failed = llvm(self.b.build_int_compare(IntPredicate::NE, status, self.i8.const_zero(), "failed"))?;
-        let cont = self.cx.append_basic_block(self.func, &format!("{name}.after"));
-        let bail = self.cx.append_basic_block(self.func, &format!("{name}.leave"));
+        let failed = llvm(self.b.build_int_compare(
+            IntPredicate::NE,
+            status,
+            self.i8.const_zero(),
+            "failed",
+        ))?;
+        let cont = self
+            .cx
+            .append_basic_block(self.func, &format!("{name}.after"));
+        let bail = self
+            .cx
+            .append_basic_block(self.func, &format!("{name}.leave"));
         self.branch_weighted(failed, bail, cont, false)?;
         self.b.position_at_end(bail);
         llvm(self.b.build_return(Some(&status)))?;
@@ -427,7 +473,14 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// Address of operand `i` in the stack builtins' scratch area.
     fn scratch_slot(&self, i: i64) -> Res<PointerValue<'ctx>> {
         // SAFETY (IR): the scratch area holds 3 words and stack builtins take at most 3.
-        unsafe { llvm(self.b.build_gep(self.i256, self.scratch, &[self.i64.const_int(i as u64, false)], "scratch.op")) }
+        unsafe {
+            llvm(self.b.build_gep(
+                self.i256,
+                self.scratch,
+                &[self.i64.const_int(i as u64, false)],
+                "scratch.op",
+            ))
+        }
     }
 
     fn peek(&mut self, k: i64) -> Res<IntValue<'ctx>> {
@@ -475,13 +528,26 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     fn slot_at(&self, idx: i64) -> Res<PointerValue<'ctx>> {
         // SAFETY (IR): proven slots lie between 0 and the current height; others are clamped.
         let p = unsafe {
-            llvm(self.b.build_gep(self.i256, self.base.unwrap(), &[self.i64.const_int(idx as u64, true)], "slot"))?
+            llvm(self.b.build_gep(
+                self.i256,
+                self.base.unwrap(),
+                &[self.i64.const_int(idx as u64, true)],
+                "slot",
+            ))?
         };
         if idx >= -self.proven {
             return Ok(p);
         }
-        let abs = llvm(self.b.build_int_add(self.sp0.unwrap(), self.i64.const_int(idx as u64, true), "abs"))?;
-        let below = llvm(self.b.build_int_compare(IntPredicate::SLT, abs, self.i64.const_zero(), "below"))?;
+        let abs = llvm(self.b.build_int_add(
+            self.sp0.unwrap(),
+            self.i64.const_int(idx as u64, true),
+            "abs",
+        ))?;
+        let below =
+            llvm(
+                self.b
+                    .build_int_compare(IntPredicate::SLT, abs, self.i64.const_zero(), "below"),
+            )?;
         Ok(llvm(self.b.build_select(below, self.scratch, p, "slot.safe"))?.into_pointer_value())
     }
 
@@ -514,7 +580,11 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             };
             values.push(v);
         }
-        let rest: Vec<_> = self.dirty_live_slots().into_iter().filter(|(idx, _)| *idx < first).collect();
+        let rest: Vec<_> = self
+            .dirty_live_slots()
+            .into_iter()
+            .filter(|(idx, _)| *idx < first)
+            .collect();
         self.store_slots(&rest)?;
         let sp = self.cur_sp()?;
         self.store(self.sp_var, sp)?;
@@ -537,13 +607,16 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         }
         let cur = self.b.get_insert_block();
         let pc = self.a.insts[self.a.blocks[i].start].pc;
-        let bb = self.cx.append_basic_block(self.func, &format!("pc{pc}.from_stack"));
+        let bb = self
+            .cx
+            .append_basic_block(self.func, &format!("pc{pc}.from_stack"));
         self.b.position_at_end(bb);
         let (sp0, base, proven) = (self.sp0, self.base, self.proven);
         let sp = self.load_i64(self.sp_var, "sp")?;
         self.sp0 = Some(sp);
         // SAFETY (IR): sp <= 1024 and the buffer holds 1024 items.
-        self.base = Some(unsafe { llvm(self.b.build_gep(self.i256, self.stack_base, &[sp], "base"))? });
+        self.base =
+            Some(unsafe { llvm(self.b.build_gep(self.i256, self.stack_base, &[sp], "base"))? });
         self.proven = 0;
         let phis = self.entry_phis[i].clone();
         for (k, phi) in phis.iter().enumerate() {
@@ -578,31 +651,73 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     fn emit_memory_op(&mut self, pc: u32, op: u8) -> Res<()> {
         let size: u64 = if op == opcode::MSTORE8 { 1 } else { 32 };
         let offset = self.peek(0)?;
-        let value = if op == opcode::MLOAD { None } else { Some(self.peek(1)?) };
+        let value = if op == opcode::MLOAD {
+            None
+        } else {
+            Some(self.peek(1)?)
+        };
         let mem_len = self.load_i64(self.ctx_field(OFFSET_MEM_LEN, "mem_len.field")?, "mem_len")?;
-        let fits = llvm(self.b.build_int_compare(IntPredicate::UGE, mem_len, self.i64.const_int(size, false), "fits"))?;
-        let limit = llvm(self.b.build_int_sub(mem_len, self.i64.const_int(size, false), "limit"))?;
+        let fits = llvm(self.b.build_int_compare(
+            IntPredicate::UGE,
+            mem_len,
+            self.i64.const_int(size, false),
+            "fits",
+        ))?;
+        let limit = llvm(
+            self.b
+                .build_int_sub(mem_len, self.i64.const_int(size, false), "limit"),
+        )?;
         let limit = llvm(self.b.build_int_z_extend(limit, self.i256, "limit256"))?;
-        let inside = llvm(self.b.build_int_compare(IntPredicate::ULE, offset, limit, "inside"))?;
+        let inside = llvm(
+            self.b
+                .build_int_compare(IntPredicate::ULE, offset, limit, "inside"),
+        )?;
         let ok = llvm(self.b.build_and(fits, inside, "ok"))?;
-        let access = self.cx.append_basic_block(self.func, &format!("pc{pc}.mem"));
-        let grow = self.cx.append_basic_block(self.func, &format!("pc{pc}.grow"));
+        let access = self
+            .cx
+            .append_basic_block(self.func, &format!("pc{pc}.mem"));
+        let grow = self
+            .cx
+            .append_basic_block(self.func, &format!("pc{pc}.grow"));
         self.branch_weighted(ok, access, grow, true)?;
 
         // Growth: sp and gas go to ctx (a failure halts the frame from here).
         self.b.position_at_end(grow);
         let off64 = llvm(self.b.build_int_truncate(offset, self.i64, "off"))?;
-        let high = llvm(self.b.build_right_shift(offset, self.i256.const_int(64, false), false, "off.high"))?;
-        let high = llvm(self.b.build_int_compare(IntPredicate::NE, high, self.i256.const_zero(), "off.big"))?;
+        let high = llvm(self.b.build_right_shift(
+            offset,
+            self.i256.const_int(64, false),
+            false,
+            "off.high",
+        ))?;
+        let high = llvm(self.b.build_int_compare(
+            IntPredicate::NE,
+            high,
+            self.i256.const_zero(),
+            "off.big",
+        ))?;
         let high = llvm(self.b.build_int_z_extend(high, self.i64, "off.big64"))?;
         let sp = self.cur_sp()?;
         self.store(self.ctx_field(OFFSET_SP, "sp.field")?, sp)?;
         let gas = self.load_i64(self.gas_var, "gas")?;
         self.store(self.ctx_field(OFFSET_GAS, "gas.field")?, gas)?;
         let ptr_ty = self.cx.ptr_type(AddressSpace::default());
-        let grow_ty = self.i8.fn_type(&[ptr_ty.into(), self.i64.into(), self.i64.into(), self.i64.into()], false);
+        let grow_ty = self.i8.fn_type(
+            &[
+                ptr_ty.into(),
+                self.i64.into(),
+                self.i64.into(),
+                self.i64.into(),
+            ],
+            false,
+        );
         let f = self.builtin(kiln_builtins::GROW_MEMORY_BUILTIN, grow_ty)?;
-        let args = [self.ctx_ptr.into(), off64.into(), high.into(), self.i64.const_int(size, false).into()];
+        let args = [
+            self.ctx_ptr.into(),
+            off64.into(),
+            high.into(),
+            self.i64.const_int(size, false).into(),
+        ];
         let status = llvm(self.b.build_indirect_call(grow_ty, f, &args, "status"))?
             .try_as_basic_value()
             .unwrap_basic()
@@ -611,7 +726,11 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         llvm(self.b.build_unconditional_branch(access))?;
 
         self.b.position_at_end(access);
-        let mem = llvm(self.b.build_load(ptr_ty, self.ctx_field(OFFSET_MEM, "mem.field")?, "mem"))?.into_pointer_value();
+        let mem = llvm(
+            self.b
+                .build_load(ptr_ty, self.ctx_field(OFFSET_MEM, "mem.field")?, "mem"),
+        )?
+        .into_pointer_value();
         let off64 = llvm(self.b.build_int_truncate(offset, self.i64, "off"))?;
         // SAFETY (IR): offset + size <= mem_len, checked above or made so by the growth.
         let p = unsafe { llvm(self.b.build_gep(self.i8, mem, &[off64], "p"))? };
@@ -622,11 +741,16 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 if let Some(i) = raw.as_instruction_value() {
                     let _ = i.set_alignment(1);
                 }
-                let v = llvm(self.b.build_call(bswap, &[raw.into()], "be"))?.try_as_basic_value().unwrap_basic().into_int_value();
+                let v = llvm(self.b.build_call(bswap, &[raw.into()], "be"))?
+                    .try_as_basic_value()
+                    .unwrap_basic()
+                    .into_int_value();
                 self.poke(0, v)?;
             }
             opcode::MSTORE => {
-                let v = llvm(self.b.build_call(bswap, &[value.unwrap().into()], "be"))?.try_as_basic_value().unwrap_basic();
+                let v = llvm(self.b.build_call(bswap, &[value.unwrap().into()], "be"))?
+                    .try_as_basic_value()
+                    .unwrap_basic();
                 let st = llvm(self.b.build_store(p, v))?;
                 let _ = st.set_alignment(1);
             }
@@ -655,7 +779,12 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// Writes back and forgets the values more than [`VSTACK_WINDOW`] items deep.
     fn trim_cache(&mut self) -> Res<()> {
         let floor = self.off - VSTACK_WINDOW;
-        let deep: Vec<_> = self.cache.range(..floor).filter(|(_, (_, dirty))| *dirty).map(|(i, (v, _))| (*i, *v)).collect();
+        let deep: Vec<_> = self
+            .cache
+            .range(..floor)
+            .filter(|(_, (_, dirty))| *dirty)
+            .map(|(i, (v, _))| (*i, *v))
+            .collect();
         self.store_slots(&deep)?;
         self.cache = self.cache.split_off(&floor);
         Ok(())
@@ -715,7 +844,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                         g
                     }
                 };
-                Ok(llvm(self.b.build_load(ptr_ty, g.as_pointer_value(), name))?.into_pointer_value())
+                Ok(llvm(self.b.build_load(ptr_ty, g.as_pointer_value(), name))?
+                    .into_pointer_value())
             }
         }
     }
@@ -726,7 +856,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         let sp0 = self.load_i64(self.sp_var, "sp0")?;
         self.sp0 = Some(sp0);
         // SAFETY (IR): sp0 <= 1024 and the buffer holds 1024 items.
-        self.base = Some(unsafe { llvm(self.b.build_gep(self.i256, self.stack_base, &[sp0], "base"))? });
+        self.base =
+            Some(unsafe { llvm(self.b.build_gep(self.i256, self.stack_base, &[sp0], "base"))? });
         self.off = 0;
         self.cache.clear();
         self.proven = 0;
@@ -735,7 +866,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             // Modified if some edge did not write it back; a back edge is not lowered yet, so
             // a loop's entry slots count as modified.
             let dirty = self.late_pred[bi] || self.entry_dirty[bi][k];
-            self.cache.insert(k as i64 - n, (phi.as_basic_value().into_int_value(), dirty));
+            self.cache
+                .insert(k as i64 - n, (phi.as_basic_value().into_int_value(), dirty));
         }
 
         for idx in block.start..block.end {
@@ -745,18 +877,24 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             }
             let is_last = idx + 1 == block.end;
             // A constant jump target pushed by the previous instruction in this block.
-            let const_target = if idx > block.start && (inst.op == opcode::JUMP || inst.op == opcode::JUMPI) {
-                let prev = &self.a.insts[idx - 1];
-                is_push(prev.op).then_some(prev.imm)
-            } else {
-                None
-            };
+            let const_target =
+                if idx > block.start && (inst.op == opcode::JUMP || inst.op == opcode::JUMPI) {
+                    let prev = &self.a.insts[idx - 1];
+                    is_push(prev.op).then_some(prev.imm)
+                } else {
+                    None
+                };
             match inst.kind {
                 InstKind::Halt(r) => {
                     self.exit_result(r)?;
                     return Ok(());
                 }
-                InstKind::StackBuiltin(name, n) if matches!(inst.op, opcode::DIV | opcode::SDIV | opcode::MOD | opcode::SMOD) => {
+                InstKind::StackBuiltin(name, n)
+                    if matches!(
+                        inst.op,
+                        opcode::DIV | opcode::SDIV | opcode::MOD | opcode::SMOD
+                    ) =>
+                {
                     self.emit_division(inst.op, name, n as i64)?;
                 }
                 InstKind::StackBuiltin(name, n) => {
@@ -787,7 +925,16 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 }
                 InstKind::Memory => self.emit_memory_op(inst.pc, inst.op)?,
                 InstKind::HostBuiltin { name, suspends } => {
-                    self.emit_host_call(inst.pc, inst.op, name, suspends, inst.inputs, inst.outputs, is_last, block.end_kind)?;
+                    self.emit_host_call(
+                        inst.pc,
+                        inst.op,
+                        name,
+                        suspends,
+                        inst.inputs,
+                        inst.outputs,
+                        is_last,
+                        block.end_kind,
+                    )?;
                     if block.end_kind == BlockEnd::Exit && is_last {
                         return Ok(());
                     }
@@ -813,12 +960,13 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
 
     fn emit_section_check(&mut self, pc: u32, s: crate::analysis::Section) -> Res<()> {
         let mut ok: Option<IntValue<'ctx>> = None;
-        let and = |l: &Self, ok: Option<IntValue<'ctx>>, c: IntValue<'ctx>| -> Res<IntValue<'ctx>> {
-            match ok {
-                None => Ok(c),
-                Some(o) => llvm(l.b.build_and(o, c, "ok")),
-            }
-        };
+        let and =
+            |l: &Self, ok: Option<IntValue<'ctx>>, c: IntValue<'ctx>| -> Res<IntValue<'ctx>> {
+                match ok {
+                    None => Ok(c),
+                    Some(o) => llvm(l.b.build_and(o, c, "ok")),
+                }
+            };
         let sp = self.cur_sp()?;
         if s.min_height > 0 {
             let c = llvm(self.b.build_int_compare(
@@ -893,7 +1041,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         let pc = llvm(self.b.build_phi(self.i64, "pc"))?;
         let sp = llvm(self.b.build_phi(self.i64, "sp"))?;
         self.store(self.sp_var, sp.as_basic_value().into_int_value())?;
-        self.store(self.ctx_field(OFFSET_PC, "pc.field")?, pc.as_basic_value().into_int_value())?;
+        self.store(
+            self.ctx_field(OFFSET_PC, "pc.field")?,
+            pc.as_basic_value().into_int_value(),
+        )?;
         self.exit_with(STATUS_CONTINUE_IN_INTERPRETER)?;
         self.b.position_at_end(cur);
         self.to_interp = Some((bb, pc, sp));
@@ -925,23 +1076,38 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         if suspends || exits {
             // Where the interpreter state continues if this call suspends the frame (or, for an
             // instruction that should always leave, unexpectedly does not).
-            self.store(self.ctx_field(OFFSET_PC, "pc.field")?, self.i64.const_int(pc as u64 + 1, false))?;
+            self.store(
+                self.ctx_field(OFFSET_PC, "pc.field")?,
+                self.i64.const_int(pc as u64 + 1, false),
+            )?;
         }
         let f = self.builtin(name, self.host_fn_ty)?;
-        let status = llvm(self.b.build_indirect_call(self.host_fn_ty, f, &[self.ctx_ptr.into()], "status"))?
+        let status =
+            llvm(
+                self.b
+                    .build_indirect_call(self.host_fn_ty, f, &[self.ctx_ptr.into()], "status"),
+            )?
             .try_as_basic_value()
             .unwrap_basic()
             .into_int_value();
         if exits {
             // RETURN, REVERT, SELFDESTRUCT and the not-yet-active opcodes always leave; the
             // builtin synced ctx. A 0 status would mean "continue": hand that to the interpreter.
-            let is_zero = llvm(self.b.build_int_compare(IntPredicate::EQ, status, self.i8.const_zero(), "cont"))?;
-            let fixed = llvm(self.b.build_select(
-                is_zero,
-                self.i8.const_int(STATUS_CONTINUE_IN_INTERPRETER as u64, false),
+            let is_zero = llvm(self.b.build_int_compare(
+                IntPredicate::EQ,
                 status,
-                "status.out",
+                self.i8.const_zero(),
+                "cont",
             ))?;
+            let fixed = llvm(
+                self.b.build_select(
+                    is_zero,
+                    self.i8
+                        .const_int(STATUS_CONTINUE_IN_INTERPRETER as u64, false),
+                    status,
+                    "status.out",
+                ),
+            )?;
             llvm(self.b.build_return(Some(&fixed)))?;
             return Ok(());
         }
@@ -950,9 +1116,16 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         if self.opts.debug_assertions {
             let actual = self.load_i64(self.ctx_field(OFFSET_SP, "sp.field")?, "sp.actual")?;
             let expected = self.cur_sp()?;
-            let bad = llvm(self.b.build_int_compare(IntPredicate::NE, actual, expected, "sp.bad"))?;
-            let trap_bb = self.cx.append_basic_block(self.func, &format!("pc{pc}.assert"));
-            let ok_bb = self.cx.append_basic_block(self.func, &format!("pc{pc}.asserted"));
+            let bad = llvm(
+                self.b
+                    .build_int_compare(IntPredicate::NE, actual, expected, "sp.bad"),
+            )?;
+            let trap_bb = self
+                .cx
+                .append_basic_block(self.func, &format!("pc{pc}.assert"));
+            let ok_bb = self
+                .cx
+                .append_basic_block(self.func, &format!("pc{pc}.asserted"));
             llvm(self.b.build_conditional_branch(bad, trap_bb, ok_bb))?;
             self.b.position_at_end(trap_bb);
             let trap = self.intrinsic_void("llvm.trap")?;
@@ -971,7 +1144,14 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     }
 
     /// Lowers one inline instruction. Returns true if it ended the block's code.
-    fn emit_inline(&mut self, pc: u32, op: u8, imm: U256, const_target: Option<U256>, bi: usize) -> Res<bool> {
+    fn emit_inline(
+        &mut self,
+        pc: u32,
+        op: u8,
+        imm: U256,
+        const_target: Option<U256>,
+        bi: usize,
+    ) -> Res<bool> {
         use opcode::*;
         macro_rules! bin {
             ($f:ident) => {{
@@ -1012,7 +1192,12 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             EQ => cmp!(IntPredicate::EQ, false),
             ISZERO => {
                 let a = self.peek(0)?;
-                let r = llvm(self.b.build_int_compare(IntPredicate::EQ, a, self.i256.const_zero(), "z"))?;
+                let r = llvm(self.b.build_int_compare(
+                    IntPredicate::EQ,
+                    a,
+                    self.i256.const_zero(),
+                    "z",
+                ))?;
                 let r = llvm(self.b.build_int_z_extend(r, self.i256, "r"))?;
                 self.poke(0, r)?;
             }
@@ -1024,28 +1209,62 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             BYTE => {
                 let i = self.peek(0)?;
                 let x = self.peek(1)?;
-                let in_range = llvm(self.b.build_int_compare(IntPredicate::ULT, i, self.i256.const_int(32, false), "in"))?;
-                let rev = llvm(self.b.build_int_sub(self.i256.const_int(31, false), i, "rev"))?;
-                let sh = llvm(self.b.build_int_mul(rev, self.i256.const_int(8, false), "sh"))?;
+                let in_range = llvm(self.b.build_int_compare(
+                    IntPredicate::ULT,
+                    i,
+                    self.i256.const_int(32, false),
+                    "in",
+                ))?;
+                let rev = llvm(
+                    self.b
+                        .build_int_sub(self.i256.const_int(31, false), i, "rev"),
+                )?;
+                let sh = llvm(
+                    self.b
+                        .build_int_mul(rev, self.i256.const_int(8, false), "sh"),
+                )?;
                 let sh = llvm(self.b.build_and(sh, self.i256.const_int(255, false), "sh"))?;
                 let v = llvm(self.b.build_right_shift(x, sh, false, "v"))?;
                 let v = llvm(self.b.build_and(v, self.i256.const_int(0xff, false), "v"))?;
-                let r = llvm(self.b.build_select(in_range, v, self.i256.const_zero(), "r"))?.into_int_value();
+                let r = llvm(
+                    self.b
+                        .build_select(in_range, v, self.i256.const_zero(), "r"),
+                )?
+                .into_int_value();
                 self.off -= 1;
                 self.poke(0, r)?;
             }
             SHL | SHR | SAR => {
                 let shift = self.peek(0)?;
                 let x = self.peek(1)?;
-                let in_range = llvm(self.b.build_int_compare(IntPredicate::ULT, shift, self.i256.const_int(256, false), "in"))?;
+                let in_range = llvm(self.b.build_int_compare(
+                    IntPredicate::ULT,
+                    shift,
+                    self.i256.const_int(256, false),
+                    "in",
+                ))?;
                 // Mask so the shift amount is never poison; out-of-range amounts are selected away.
-                let s = llvm(self.b.build_and(shift, self.i256.const_int(255, false), "s"))?;
+                let s = llvm(
+                    self.b
+                        .build_and(shift, self.i256.const_int(255, false), "s"),
+                )?;
                 let (v, other) = match op {
-                    SHL => (llvm(self.b.build_left_shift(x, s, "v"))?, self.i256.const_zero()),
-                    SHR => (llvm(self.b.build_right_shift(x, s, false, "v"))?, self.i256.const_zero()),
+                    SHL => (
+                        llvm(self.b.build_left_shift(x, s, "v"))?,
+                        self.i256.const_zero(),
+                    ),
+                    SHR => (
+                        llvm(self.b.build_right_shift(x, s, false, "v"))?,
+                        self.i256.const_zero(),
+                    ),
                     _ => (
                         llvm(self.b.build_right_shift(x, s, true, "v"))?,
-                        llvm(self.b.build_right_shift(x, self.i256.const_int(255, false), true, "sign"))?,
+                        llvm(self.b.build_right_shift(
+                            x,
+                            self.i256.const_int(255, false),
+                            true,
+                            "sign",
+                        ))?,
                     ),
                 };
                 let r = llvm(self.b.build_select(in_range, v, other, "r"))?.into_int_value();
@@ -1055,10 +1274,18 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             SIGNEXTEND => {
                 let k = self.peek(0)?;
                 let x = self.peek(1)?;
-                let in_range = llvm(self.b.build_int_compare(IntPredicate::ULT, k, self.i256.const_int(31, false), "in"))?;
+                let in_range = llvm(self.b.build_int_compare(
+                    IntPredicate::ULT,
+                    k,
+                    self.i256.const_int(31, false),
+                    "in",
+                ))?;
                 let k = llvm(self.b.build_and(k, self.i256.const_int(31, false), "k"))?;
                 let k8 = llvm(self.b.build_int_mul(k, self.i256.const_int(8, false), "k8"))?;
-                let s = llvm(self.b.build_int_sub(self.i256.const_int(248, false), k8, "s"))?;
+                let s = llvm(
+                    self.b
+                        .build_int_sub(self.i256.const_int(248, false), k8, "s"),
+                )?;
                 let up = llvm(self.b.build_left_shift(x, s, "up"))?;
                 let v = llvm(self.b.build_right_shift(up, s, true, "v"))?;
                 let r = llvm(self.b.build_select(in_range, v, x, "r"))?.into_int_value();
@@ -1068,10 +1295,14 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             CLZ => {
                 let x = self.peek(0)?;
                 let f = self.intrinsic("llvm.ctlz", self.i256)?;
-                let r = llvm(self.b.build_call(f, &[x.into(), self.i1.const_zero().into()], "clz"))?
-                    .try_as_basic_value()
-                    .unwrap_basic()
-                    .into_int_value();
+                let r = llvm(self.b.build_call(
+                    f,
+                    &[x.into(), self.i1.const_zero().into()],
+                    "clz",
+                ))?
+                .try_as_basic_value()
+                .unwrap_basic()
+                .into_int_value();
                 self.poke(0, r)?;
             }
             POP => self.off -= 1,
@@ -1105,9 +1336,18 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 let target = self.peek(0)?;
                 let cond = self.peek(1)?;
                 self.off -= 2;
-                let taken = self.cx.append_basic_block(self.func, &format!("pc{pc}.taken"));
-                let fall = self.cx.append_basic_block(self.func, &format!("pc{pc}.fall"));
-                let nz = llvm(self.b.build_int_compare(IntPredicate::NE, cond, self.i256.const_zero(), "nz"))?;
+                let taken = self
+                    .cx
+                    .append_basic_block(self.func, &format!("pc{pc}.taken"));
+                let fall = self
+                    .cx
+                    .append_basic_block(self.func, &format!("pc{pc}.fall"));
+                let nz = llvm(self.b.build_int_compare(
+                    IntPredicate::NE,
+                    cond,
+                    self.i256.const_zero(),
+                    "nz",
+                ))?;
                 llvm(self.b.build_conditional_branch(nz, taken, fall))?;
                 // Each edge writes back what its target does not take in registers.
                 let saved = self.cache.clone();
@@ -1116,7 +1356,9 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 self.cache = saved;
                 self.b.position_at_end(fall);
                 match self.a.blocks.get(bi + 1) {
-                    Some(nb) if nb.start == self.a.blocks[bi].end => self.branch_to_block(bi + 1)?,
+                    Some(nb) if nb.start == self.a.blocks[bi].end => {
+                        self.branch_to_block(bi + 1)?
+                    }
                     _ => {
                         self.sync_sp()?;
                         llvm(self.b.build_unconditional_branch(self.end_bb))?;
@@ -1124,7 +1366,11 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 }
                 return Ok(true);
             }
-            _ => return Err(CompileError::Internal(format!("opcode {op:#04x} has no inline lowering"))),
+            _ => {
+                return Err(CompileError::Internal(format!(
+                    "opcode {op:#04x} has no inline lowering"
+                )))
+            }
         }
         Ok(false)
     }
@@ -1161,7 +1407,9 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     }
 
     fn emit_dyn_jump(&mut self) -> Res<()> {
-        let Some((bb, phi)) = self.dyn_jump else { return Ok(()) };
+        let Some((bb, phi)) = self.dyn_jump else {
+            return Ok(());
+        };
         self.b.position_at_end(bb);
         let target = phi.as_basic_value().into_int_value();
         let invalid = self.cx.append_basic_block(self.func, "invalid_jump");
@@ -1178,7 +1426,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         let mut cases = Vec::new();
         for &d in &self.a.jumpdests {
             if let Some(i) = self.a.block_at(d) {
-                cases.push((self.cx.i32_type().const_int(d as u64, false), self.enter_from_memory(i)?));
+                cases.push((
+                    self.cx.i32_type().const_int(d as u64, false),
+                    self.enter_from_memory(i)?,
+                ));
             }
         }
         llvm(self.b.build_switch(t32, invalid, &cases))?;
@@ -1201,7 +1452,10 @@ fn is_push(op: u8) -> bool {
 
 /// The block a constant jump target enters, if it is a valid one.
 fn static_jump_block(a: &Analysis, target: U256) -> Option<usize> {
-    u32::try_from(target).ok().filter(|&t| a.is_jumpdest(t)).and_then(|t| a.block_at(t))
+    u32::try_from(target)
+        .ok()
+        .filter(|&t| a.is_jumpdest(t))
+        .and_then(|t| a.block_at(t))
 }
 
 /// Per block: whether a static edge (fallthrough, JUMPI's not-taken edge, PUSH+JUMP(I)) enters
@@ -1212,11 +1466,18 @@ fn static_predecessors(a: &Analysis) -> Vec<(bool, bool)> {
     let mut preds = vec![(false, false); a.blocks.len()];
     for (bi, b) in a.blocks.iter().enumerate() {
         let next = a.insts.get(b.end).and_then(|i| a.block_at(i.pc));
-        let const_target = (b.end - 1 > b.start && is_push(a.insts[b.end - 2].op)).then(|| a.insts[b.end - 2].imm);
+        let const_target =
+            (b.end - 1 > b.start && is_push(a.insts[b.end - 2].op)).then(|| a.insts[b.end - 2].imm);
         let jump_target = || const_target.and_then(|t| static_jump_block(a, t));
         let targets = match b.end_kind {
             BlockEnd::Fallthrough | BlockEnd::Suspend => [next, None],
-            BlockEnd::JumpI => [a.blocks.get(bi + 1).filter(|nb| nb.start == b.end).map(|_| bi + 1), jump_target()],
+            BlockEnd::JumpI => [
+                a.blocks
+                    .get(bi + 1)
+                    .filter(|nb| nb.start == b.end)
+                    .map(|_| bi + 1),
+                jump_target(),
+            ],
             BlockEnd::Jump => [jump_target(), None],
             BlockEnd::Exit => [None, None],
         };

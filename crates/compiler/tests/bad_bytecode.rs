@@ -25,7 +25,9 @@ fn truncated_push_at_the_end_compiles() {
 #[test]
 fn only_invalid_opcodes_compiles() {
     compile(&[0xfe; 100]).unwrap();
-    let unknown: Vec<u8> = (0..=255u8).filter(|o| revm::bytecode::opcode::OpCode::new(*o).is_none()).collect();
+    let unknown: Vec<u8> = (0..=255u8)
+        .filter(|o| revm::bytecode::opcode::OpCode::new(*o).is_none())
+        .collect();
     compile(&unknown).unwrap();
 }
 
@@ -56,9 +58,12 @@ fn one_mib_blob_is_refused_with_a_reason() {
 
 #[test]
 fn every_emit_kind_works() {
-    let code = [0x60, 1, 0x60, 2, 0x01, 0x60, 0, 0x52, 0x60, 32, 0x60, 0, 0xf3];
+    let code = [
+        0x60, 1, 0x60, 2, 0x01, 0x60, 0, 0x52, 0x60, 32, 0x60, 0, 0xf3,
+    ];
     for emit in [Emit::Ir, Emit::Asm, Emit::Obj, Emit::So] {
-        let out = compile_to_bytes(&code, SpecId::CANCUN, &CompileOptions::default(), emit).unwrap();
+        let out =
+            compile_to_bytes(&code, SpecId::CANCUN, &CompileOptions::default(), emit).unwrap();
         assert!(!out.is_empty());
     }
 }

@@ -49,7 +49,14 @@ impl Case {
     /// A call of `code` deployed at a fixed address, from a funded sender.
     pub fn call(code: Vec<u8>, gas_limit: u64, spec: SpecId) -> Self {
         Self {
-            pre: vec![(TARGET, PreAccount { code, balance: U256::from(1_000_000u64), ..Default::default() })],
+            pre: vec![(
+                TARGET,
+                PreAccount {
+                    code,
+                    balance: U256::from(1_000_000u64),
+                    ..Default::default()
+                },
+            )],
             caller: CALLER,
             to: Some(TARGET),
             data: vec![],
@@ -84,11 +91,18 @@ fn build_db(case: &Case) -> CacheDB<EmptyDB> {
         let info = AccountInfo::new(acc.balance, acc.nonce, code.hash_slow(), code);
         db.insert_account_info(*addr, info);
         for (k, v) in &acc.storage {
-            db.insert_account_storage(*addr, *k, *v).expect("in-memory db");
+            db.insert_account_storage(*addr, *k, *v)
+                .expect("in-memory db");
         }
     }
     if !has_caller {
-        db.insert_account_info(case.caller, AccountInfo { balance: U256::from(10u128.pow(30)), ..Default::default() });
+        db.insert_account_info(
+            case.caller,
+            AccountInfo {
+                balance: U256::from(10u128.pow(30)),
+                ..Default::default()
+            },
+        );
     }
     db
 }
@@ -130,26 +144,48 @@ fn normalize(state: EvmState) -> Vec<(Address, AccountInfo, Vec<(U256, U256)>, b
 fn context(case: &Case) -> Context<BlockEnv, TxEnv, CfgEnv, CacheDB<EmptyDB>> {
     let mut cfg = CfgEnv::new_with_spec(case.spec);
     cfg.disable_nonce_check = true;
-    let block = BlockEnv { gas_limit: u64::MAX, number: U256::from(1u64), timestamp: U256::from(1u64), ..Default::default() };
-    Context::mainnet().with_cfg(cfg).with_block(block).with_db(build_db(case))
+    let block = BlockEnv {
+        gas_limit: u64::MAX,
+        number: U256::from(1u64),
+        timestamp: U256::from(1u64),
+        ..Default::default()
+    };
+    Context::mainnet()
+        .with_cfg(cfg)
+        .with_block(block)
+        .with_db(build_db(case))
 }
 
 /// Runs `case` on stock revm.
 pub fn run_revm(case: &Case) -> Outcome {
     let mut evm = context(case).build_mainnet();
-    outcome(evm.transact(tx(case)).map(|r| (r.result, r.state)).map_err(|e| e.to_string()))
+    outcome(
+        evm.transact(tx(case))
+            .map(|r| (r.result, r.state))
+            .map_err(|e| e.to_string()),
+    )
 }
 
 /// Runs `case` on kiln's EVM with `runtime`.
 pub fn run_kiln(case: &Case, runtime: &Arc<Runtime>) -> Outcome {
     let mut evm = KilnEvm::new(context(case), runtime.clone());
-    outcome(evm.transact(tx(case)).map(|r| (r.result, r.state)).map_err(|e| e.to_string()))
+    outcome(
+        evm.transact(tx(case))
+            .map(|r| (r.result, r.state))
+            .map_err(|e| e.to_string()),
+    )
 }
 
 fn outcome(r: Result<(ExecutionResult, EvmState), String>) -> Outcome {
     match r {
-        Ok((result, state)) => Outcome { result: Ok(result), state: normalize(state) },
-        Err(e) => Outcome { result: Err(e), state: vec![] },
+        Ok((result, state)) => Outcome {
+            result: Ok(result),
+            state: normalize(state),
+        },
+        Err(e) => Outcome {
+            result: Err(e),
+            state: vec![],
+        },
     }
 }
 

@@ -1,8 +1,8 @@
 //! Running one frame: compiled code when the registry has it, revm's interpreter otherwise.
 
 use crate::registry::{CompiledCode, Lookup, Runtime, RuntimeStats};
-use std::collections::hash_map::Entry;
 use kiln_builtins::{CompiledFn, KilnCtx, STATUS_CONTINUE_IN_INTERPRETER};
+use revm::primitives::B256;
 use revm::{
     interpreter::{
         interpreter::{EthInterpreter, STACK_LIMIT},
@@ -11,8 +11,8 @@ use revm::{
     },
     primitives::hardfork::SpecId,
 };
-use revm::primitives::B256;
 use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{atomic::Ordering, Arc};
 
 /// Compiled functions one EVM has already found in the [`Runtime`], so that its later frames of
@@ -52,12 +52,21 @@ impl FrameCache {
     }
 
     /// The compiled function for the frame's code, if there is one.
-    fn lookup(&mut self, runtime: &Runtime, interpreter: &mut Interpreter<EthInterpreter>) -> Option<CompiledFn> {
+    fn lookup(
+        &mut self,
+        runtime: &Runtime,
+        interpreter: &mut Interpreter<EthInterpreter>,
+    ) -> Option<CompiledFn> {
         // Empty code stops at once; there is nothing to compile.
-        if !interpreter.bytecode.is_legacy() || interpreter.bytecode.original_byte_slice().is_empty() {
+        if !interpreter.bytecode.is_legacy()
+            || interpreter.bytecode.original_byte_slice().is_empty()
+        {
             return None;
         }
-        let key = (interpreter.bytecode.get_or_calculate_hash(), interpreter.runtime_flag.spec_id);
+        let key = (
+            interpreter.bytecode.get_or_calculate_hash(),
+            interpreter.runtime_flag.spec_id,
+        );
         if let Some((last, f)) = self.last {
             if last == key {
                 return f;
@@ -124,7 +133,10 @@ pub fn run_frame<H: Host>(
         let (action, handed_off) = run_compiled_inner(f, interpreter, host, table, gas_table);
         if handed_off {
             cache.handoffs += 1;
-            tracing::trace!(pc = interpreter.bytecode.pc(), "compiled code handed the frame to the interpreter");
+            tracing::trace!(
+                pc = interpreter.bytecode.pc(),
+                "compiled code handed the frame to the interpreter"
+            );
         }
         return action;
     }
@@ -219,10 +231,38 @@ macro_rules! results {
 }
 
 results!(
-    Stop, Return, SelfDestruct, Suspend, Revert, CallTooDeep, OutOfFunds, CreateInitCodeStartingEF00,
-    InvalidEOFInitCode, InvalidExtDelegateCallTarget, OutOfGas, MemoryOOG, MemoryLimitOOG, PrecompileOOG,
-    InvalidOperandOOG, ReentrancySentryOOG, OpcodeNotFound, CallNotAllowedInsideStatic,
-    StateChangeDuringStaticCall, InvalidFEOpcode, InvalidJump, NotActivated, StackUnderflow, StackOverflow,
-    OutOfOffset, CreateCollision, OverflowPayment, PrecompileError, NonceOverflow, CreateContractSizeLimit,
-    CreateContractStartingWithEF, CreateInitCodeSizeLimit, FatalExternalError, InvalidImmediateEncoding,
+    Stop,
+    Return,
+    SelfDestruct,
+    Suspend,
+    Revert,
+    CallTooDeep,
+    OutOfFunds,
+    CreateInitCodeStartingEF00,
+    InvalidEOFInitCode,
+    InvalidExtDelegateCallTarget,
+    OutOfGas,
+    MemoryOOG,
+    MemoryLimitOOG,
+    PrecompileOOG,
+    InvalidOperandOOG,
+    ReentrancySentryOOG,
+    OpcodeNotFound,
+    CallNotAllowedInsideStatic,
+    StateChangeDuringStaticCall,
+    InvalidFEOpcode,
+    InvalidJump,
+    NotActivated,
+    StackUnderflow,
+    StackOverflow,
+    OutOfOffset,
+    CreateCollision,
+    OverflowPayment,
+    PrecompileError,
+    NonceOverflow,
+    CreateContractSizeLimit,
+    CreateContractStartingWithEF,
+    CreateInitCodeSizeLimit,
+    FatalExternalError,
+    InvalidImmediateEncoding,
 );

@@ -23,7 +23,8 @@ use revm::{
 use std::sync::Arc;
 
 /// The revm EVM type that kiln wraps.
-pub type RevmEvm<CTX, INSP, P> = Evm<CTX, INSP, EthInstructions<EthInterpreter, CTX>, P, EthFrame<EthInterpreter>>;
+pub type RevmEvm<CTX, INSP, P> =
+    Evm<CTX, INSP, EthInstructions<EthInterpreter, CTX>, P, EthFrame<EthInterpreter>>;
 
 /// revm's mainnet EVM with one change: each frame runs compiled code when the [`Runtime`] has it
 /// for the frame's code hash and spec (DESIGN.md §2). Frame creation, precompiles, journaling,
@@ -42,7 +43,9 @@ pub struct KilnEvm<CTX, INSP = (), P = EthPrecompiles> {
 
 impl<CTX: std::fmt::Debug, INSP, P> std::fmt::Debug for KilnEvm<CTX, INSP, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KilnEvm").field("ctx", &self.inner.ctx).finish_non_exhaustive()
+        f.debug_struct("KilnEvm")
+            .field("ctx", &self.inner.ctx)
+            .finish_non_exhaustive()
     }
 }
 
@@ -55,14 +58,22 @@ impl<CTX: ContextTr> KilnEvm<CTX, (), EthPrecompiles> {
         let spec = ctx.cfg().spec().into();
         let instructions = EthInstructions::new_mainnet_with_spec(spec);
         let precompiles = EthPrecompiles::new(spec);
-        Self { inner: Evm::new(ctx, instructions, precompiles), runtime, cache: FrameCache::default() }
+        Self {
+            inner: Evm::new(ctx, instructions, precompiles),
+            runtime,
+            cache: FrameCache::default(),
+        }
     }
 }
 
 impl<CTX, INSP, P> KilnEvm<CTX, INSP, P> {
     /// Wraps an existing revm EVM.
     pub fn from_revm(inner: RevmEvm<CTX, INSP, P>, runtime: Arc<Runtime>) -> Self {
-        Self { inner, runtime, cache: FrameCache::default() }
+        Self {
+            inner,
+            runtime,
+            cache: FrameCache::default(),
+        }
     }
 }
 
@@ -80,7 +91,14 @@ where
         self.inner.all()
     }
 
-    fn all_mut(&mut self) -> (&mut CTX, &mut Self::Instructions, &mut P, &mut FrameStack<Self::Frame>) {
+    fn all_mut(
+        &mut self,
+    ) -> (
+        &mut CTX,
+        &mut Self::Instructions,
+        &mut P,
+        &mut FrameStack<Self::Frame>,
+    ) {
         self.inner.all_mut()
     }
 
@@ -92,7 +110,12 @@ where
     }
 
     fn frame_run(&mut self) -> Result<FrameInitOrResult<Self::Frame>, ContextDbError<CTX>> {
-        let Evm { ctx, instruction, frame_stack, .. } = &mut self.inner;
+        let Evm {
+            ctx,
+            instruction,
+            frame_stack,
+            ..
+        } = &mut self.inner;
         let depth = frame_stack.index().unwrap_or(0);
         let frame = frame_stack.get();
         let action = run_frame(
@@ -119,8 +142,11 @@ where
     }
 }
 
-type KilnHandler<CTX, INSP, P> =
-    MainnetHandler<KilnEvm<CTX, INSP, P>, EVMError<<<CTX as ContextTr>::Db as Database>::Error, InvalidTransaction>, EthFrame<EthInterpreter>>;
+type KilnHandler<CTX, INSP, P> = MainnetHandler<
+    KilnEvm<CTX, INSP, P>,
+    EVMError<<<CTX as ContextTr>::Db as Database>::Error, InvalidTransaction>,
+    EthFrame<EthInterpreter>,
+>;
 
 impl<CTX, INSP, P> ExecuteEvm for KilnEvm<CTX, INSP, P>
 where
@@ -148,7 +174,9 @@ where
         self.inner.ctx.journal_mut().finalize()
     }
 
-    fn replay(&mut self) -> Result<ExecResultAndState<ExecutionResult<HaltReason>, EvmState>, Self::Error> {
+    fn replay(
+        &mut self,
+    ) -> Result<ExecResultAndState<ExecutionResult<HaltReason>, EvmState>, Self::Error> {
         let result = KilnHandler::<CTX, INSP, P>::default().run(self);
         self.cache.flush_stats(&self.runtime.stats);
         let state = self.finalize();
@@ -158,7 +186,8 @@ where
 
 impl<CTX, INSP, P> ExecuteCommitEvm for KilnEvm<CTX, INSP, P>
 where
-    CTX: ContextTr<Journal: JournalTr<State = EvmState>, Db: DatabaseCommit> + ContextSetters + Host,
+    CTX:
+        ContextTr<Journal: JournalTr<State = EvmState>, Db: DatabaseCommit> + ContextSetters + Host,
     P: PrecompileProvider<CTX, Output = InterpreterResult>,
 {
     fn commit(&mut self, state: Self::State) {

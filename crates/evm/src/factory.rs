@@ -53,7 +53,9 @@ pub struct KilnAlloyEvm<DB: Database, I> {
 
 impl<DB: Database, I> std::fmt::Debug for KilnAlloyEvm<DB, I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KilnAlloyEvm").field("inspect", &self.inspect).finish_non_exhaustive()
+        f.debug_struct("KilnAlloyEvm")
+            .field("inspect", &self.inspect)
+            .finish_non_exhaustive()
     }
 }
 
@@ -110,11 +112,18 @@ where
         data: Bytes,
     ) -> Result<ResultAndState<HaltReason>, Self::Error> {
         // System calls (EIP-2935/4788/7002/7251) run once per block on the interpreter.
-        self.evm.inner.system_call_with_caller(caller, contract, data)
+        self.evm
+            .inner
+            .system_call_with_caller(caller, contract, data)
     }
 
     fn finish(self) -> (DB, EvmEnv<SpecId>) {
-        let Context { block: block_env, cfg: cfg_env, journaled_state, .. } = self.evm.inner.ctx;
+        let Context {
+            block: block_env,
+            cfg: cfg_env,
+            journaled_state,
+            ..
+        } = self.evm.inner.ctx;
         (journaled_state.database, EvmEnv { block_env, cfg_env })
     }
 
@@ -124,27 +133,48 @@ where
 
     fn components(&self) -> (&DB, &I, &PrecompilesMap) {
         let inner = &self.evm.inner;
-        (&inner.ctx.journaled_state.database, &inner.inspector, &inner.precompiles)
+        (
+            &inner.ctx.journaled_state.database,
+            &inner.inspector,
+            &inner.precompiles,
+        )
     }
 
     fn components_mut(&mut self) -> (&mut DB, &mut I, &mut PrecompilesMap) {
         let inner = &mut self.evm.inner;
-        (&mut inner.ctx.journaled_state.database, &mut inner.inspector, &mut inner.precompiles)
+        (
+            &mut inner.ctx.journaled_state.database,
+            &mut inner.inspector,
+            &mut inner.precompiles,
+        )
     }
 }
 
 impl KilnEvmFactory {
-    fn build<DB: Database, I>(&self, db: DB, env: EvmEnv, inspector: I, inspect: bool) -> KilnAlloyEvm<DB, I> {
+    fn build<DB: Database, I>(
+        &self,
+        db: DB,
+        env: EvmEnv,
+        inspector: I,
+        inspect: bool,
+    ) -> KilnAlloyEvm<DB, I> {
         let spec = env.cfg_env.spec;
-        let precompiles = PrecompilesMap::from_static(Precompiles::new(PrecompileSpecId::from_spec_id(spec)));
-        let ctx = Context::mainnet().with_block(env.block_env).with_cfg(env.cfg_env).with_db(db);
+        let precompiles =
+            PrecompilesMap::from_static(Precompiles::new(PrecompileSpecId::from_spec_id(spec)));
+        let ctx = Context::mainnet()
+            .with_block(env.block_env)
+            .with_cfg(env.cfg_env)
+            .with_db(db);
         let inner = revm::context::Evm::new_with_inspector(
             ctx,
             inspector,
             EthInstructions::<EthInterpreter, KilnEvmContext<DB>>::new_mainnet_with_spec(spec),
             precompiles,
         );
-        KilnAlloyEvm { evm: KilnEvm::from_revm(inner, self.runtime.clone()), inspect }
+        KilnAlloyEvm {
+            evm: KilnEvm::from_revm(inner, self.runtime.clone()),
+            inspect,
+        }
     }
 }
 

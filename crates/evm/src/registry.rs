@@ -120,17 +120,31 @@ pub struct Runtime {
 impl Runtime {
     /// A runtime with the given backend and policy.
     pub fn new(backend: Backend, policy: CompilePolicy, options: CompileOptions) -> Self {
-        Self { backend, policy, options, map: RwLock::new(FxHashMap::default()), stats: RuntimeStats::default() }
+        Self {
+            backend,
+            policy,
+            options,
+            map: RwLock::new(FxHashMap::default()),
+            stats: RuntimeStats::default(),
+        }
     }
 
     /// A runtime that never compiles: kiln's EVM then behaves exactly as stock revm.
     pub fn interpreter() -> Arc<Self> {
-        Arc::new(Self::new(Backend::Interpreter, CompilePolicy::LookupOnly, CompileOptions::default()))
+        Arc::new(Self::new(
+            Backend::Interpreter,
+            CompilePolicy::LookupOnly,
+            CompileOptions::default(),
+        ))
     }
 
     /// A JIT runtime that compiles each code the first time it runs.
     pub fn jit() -> Arc<Self> {
-        Arc::new(Self::new(Backend::Jit, CompilePolicy::OnFirstSight, CompileOptions::default()))
+        Arc::new(Self::new(
+            Backend::Jit,
+            CompilePolicy::OnFirstSight,
+            CompileOptions::default(),
+        ))
     }
 
     /// The backend.
@@ -150,17 +164,27 @@ impl Runtime {
 
     /// The entry for `(hash, spec)`, if any.
     pub fn get(&self, hash: B256, spec: SpecId) -> Option<Entry> {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).get(&(hash, spec)).cloned()
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(hash, spec))
+            .cloned()
     }
 
     /// Inserts an entry (the background compiler and AOT preloading use this).
     pub fn insert(&self, hash: B256, spec: SpecId, entry: Entry) {
-        self.map.write().unwrap_or_else(|e| e.into_inner()).insert((hash, spec), entry);
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((hash, spec), entry);
     }
 
     /// Removes an entry; running frames keep their `Arc` alive.
     pub fn remove(&self, hash: B256, spec: SpecId) -> Option<Entry> {
-        self.map.write().unwrap_or_else(|e| e.into_inner()).remove(&(hash, spec))
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(hash, spec))
     }
 
     /// Number of entries.
@@ -196,26 +220,37 @@ impl Runtime {
     }
 
     /// Compiles `code` with this runtime's backend, without touching the registry.
-    pub fn compile(&self, hash: B256, spec: SpecId, code: &[u8]) -> Result<CompiledCode, CompileError> {
+    pub fn compile(
+        &self,
+        hash: B256,
+        spec: SpecId,
+        code: &[u8],
+    ) -> Result<CompiledCode, CompileError> {
         let start = Instant::now();
         let result = match &self.backend {
-            Backend::Interpreter => Err(CompileError::Internal("interpreter backend compiles nothing".into())),
-            Backend::Jit => kiln_compiler::compile_jit(code, spec, &self.options).map(CompiledCode::Jit),
+            Backend::Interpreter => Err(CompileError::Internal(
+                "interpreter backend compiles nothing".into(),
+            )),
+            Backend::Jit => {
+                kiln_compiler::compile_jit(code, spec, &self.options).map(CompiledCode::Jit)
+            }
             Backend::Aot(dir) => {
                 let key = ArtifactKey::new(hash, spec);
                 match dir.load(&key)? {
                     Some(f) => Ok(CompiledCode::Aot(f)),
                     None => {
                         dir.compile_and_store(&key, code, &self.options)?;
-                        dir.load(&key)?
-                            .map(CompiledCode::Aot)
-                            .ok_or_else(|| CompileError::Aot("artifact vanished after being written".into()))
+                        dir.load(&key)?.map(CompiledCode::Aot).ok_or_else(|| {
+                            CompileError::Aot("artifact vanished after being written".into())
+                        })
                     }
                 }
             }
         };
         let elapsed = start.elapsed();
-        self.stats.compile_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.stats
+            .compile_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         if elapsed.as_secs() >= 1 {
             tracing::warn!(%hash, ?spec, bytes = code.len(), ms = elapsed.as_millis() as u64, "slow compilation");
         }

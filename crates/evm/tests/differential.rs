@@ -51,7 +51,11 @@ impl Asm {
     }
     /// Stores the top of the stack at memory 0 and returns 32 bytes.
     fn ret_top(self) -> Self {
-        self.push(0u64).op(op::MSTORE).push(32u64).push(0u64).op(op::RETURN)
+        self.push(0u64)
+            .op(op::MSTORE)
+            .push(32u64)
+            .push(0u64)
+            .op(op::RETURN)
     }
     fn pc(&self) -> usize {
         self.0.len()
@@ -68,7 +72,12 @@ fn u(v: u64) -> U256 {
 #[track_caller]
 fn assert_same(case: &Case, rt: &Arc<Runtime>) -> ExecutionResult {
     let (a, b) = compare(case, rt);
-    assert_eq!(a, b, "interpreter (left) and compiled (right) differ for code {}", hex(&case.pre[0].1.code));
+    assert_eq!(
+        a,
+        b,
+        "interpreter (left) and compiled (right) differ for code {}",
+        hex(&case.pre[0].1.code)
+    );
     a.result.expect("transaction should be valid")
 }
 
@@ -86,7 +95,10 @@ fn halt_reason(r: &ExecutionResult) -> Option<HaltReason> {
 fn run(code: Vec<u8>, gas: u64) -> ExecutionResult {
     let rt = Runtime::jit();
     let r = assert_same(&Case::call(code, gas, SpecId::CANCUN), &rt);
-    assert!(rt.stats.compiled_frames.load(Ordering::Relaxed) > 0, "compiled code did not run");
+    assert!(
+        rt.stats.compiled_frames.load(Ordering::Relaxed) > 0,
+        "compiled code did not run"
+    );
     r
 }
 
@@ -101,9 +113,19 @@ fn sweep(code: Vec<u8>, range: std::ops::Range<u64>, spec: SpecId) {
 #[test]
 fn stack_underflow_at_block_boundary() {
     // PUSH1 1, PUSH1 5, JUMP, (pc 5) JUMPDEST, ADD, STOP
-    let code = Asm::default().push(1u64).push(5u64).op(op::JUMP).op(op::JUMPDEST).op(op::ADD).op(op::STOP).build();
+    let code = Asm::default()
+        .push(1u64)
+        .push(5u64)
+        .op(op::JUMP)
+        .op(op::JUMPDEST)
+        .op(op::ADD)
+        .op(op::STOP)
+        .build();
     let r = run(code, 100_000);
-    assert!(matches!(halt_reason(&r), Some(HaltReason::StackUnderflow)), "{r:?}");
+    assert!(
+        matches!(halt_reason(&r), Some(HaltReason::StackUnderflow)),
+        "{r:?}"
+    );
     run(vec![op::ADD], 100_000);
     run(vec![op::SWAP16], 100_000);
 }
@@ -113,10 +135,16 @@ fn stack_overflow_in_a_loop_and_in_one_block() {
     // JUMPDEST, PUSH0, PUSH0, JUMP: one more item per iteration.
     let code = vec![op::JUMPDEST, op::PUSH0, op::PUSH0, op::JUMP];
     let r = run(code, 1_000_000);
-    assert!(matches!(halt_reason(&r), Some(HaltReason::StackOverflow)), "{r:?}");
+    assert!(
+        matches!(halt_reason(&r), Some(HaltReason::StackOverflow)),
+        "{r:?}"
+    );
     // 1025 PUSH0 in one block.
     let r = run(vec![op::PUSH0; 1025], 1_000_000);
-    assert!(matches!(halt_reason(&r), Some(HaltReason::StackOverflow)), "{r:?}");
+    assert!(
+        matches!(halt_reason(&r), Some(HaltReason::StackOverflow)),
+        "{r:?}"
+    );
     // DUP at exactly 1024.
     let mut code = vec![op::PUSH0; 1024];
     code.push(op::DUP1);
@@ -128,22 +156,41 @@ fn jump_into_push_data_is_invalid() {
     // PUSH1 4, JUMP, PUSH1 0x5b, STOP: pc 4 is PUSH data that looks like JUMPDEST.
     let code = vec![0x60, 4, op::JUMP, 0x60, 0x5b, op::STOP];
     let r = run(code, 100_000);
-    assert!(matches!(halt_reason(&r), Some(HaltReason::InvalidJump)), "{r:?}");
+    assert!(
+        matches!(halt_reason(&r), Some(HaltReason::InvalidJump)),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn dynamic_and_invalid_jumps() {
     // Computed target 2 + 6 = 8 is a JUMPDEST: returns 0x2a.
-    let a = Asm::default().push(2u64).push(6u64).op(op::ADD).op(op::JUMP).op(op::INVALID).op(op::INVALID);
+    let a = Asm::default()
+        .push(2u64)
+        .push(6u64)
+        .op(op::ADD)
+        .op(op::JUMP)
+        .op(op::INVALID)
+        .op(op::INVALID);
     assert_eq!(a.pc(), 8);
     let code = a.op(op::JUMPDEST).push(0x2au64).ret_top().build();
     let r = run(code, 100_000);
     assert!(r.is_success(), "{r:?}");
     // Computed target that is not a JUMPDEST, one beyond the code, and a huge one.
     for target in [u(3), u(1000), U256::MAX, U256::from(1u64) << 64] {
-        let code = Asm::default().push(target).push(0u64).op(op::ADD).op(op::JUMP).op(op::JUMPDEST).op(op::STOP).build();
+        let code = Asm::default()
+            .push(target)
+            .push(0u64)
+            .op(op::ADD)
+            .op(op::JUMP)
+            .op(op::JUMPDEST)
+            .op(op::STOP)
+            .build();
         let r = run(code, 100_000);
-        assert!(matches!(halt_reason(&r), Some(HaltReason::InvalidJump)), "{target}: {r:?}");
+        assert!(
+            matches!(halt_reason(&r), Some(HaltReason::InvalidJump)),
+            "{target}: {r:?}"
+        );
     }
     // JUMPI: taken and not taken, valid and invalid.
     for cond in [0u64, 1] {
@@ -182,7 +229,12 @@ fn out_of_gas_at_every_point_including_before_gas() {
 #[test]
 fn sstore_stipend_check_is_exact() {
     // SSTORE fails when gasleft <= 2300 (EIP-2200) regardless of its cost.
-    let code = Asm::default().push(1u64).push(0u64).op(op::SSTORE).op(op::STOP).build();
+    let code = Asm::default()
+        .push(1u64)
+        .push(0u64)
+        .op(op::SSTORE)
+        .op(op::STOP)
+        .build();
     for spec in [SpecId::ISTANBUL, SpecId::BERLIN, SpecId::CANCUN] {
         sweep(code.clone(), 21_000 + 2_290..21_000 + 2_320, spec);
         sweep(code.clone(), 21_000 + 22_000..21_000 + 22_120, spec);
@@ -192,33 +244,76 @@ fn sstore_stipend_check_is_exact() {
 #[test]
 fn memory_expansion_to_huge_offsets() {
     for offset in [U256::MAX, u(u32::MAX as u64), u(1 << 24), u(0x1000_0000)] {
-        let code = Asm::default().push(offset).op(op::MLOAD).op(op::STOP).build();
+        let code = Asm::default()
+            .push(offset)
+            .op(op::MLOAD)
+            .op(op::STOP)
+            .build();
         let r = run(code, 10_000_000);
         assert!(halt_reason(&r).is_some(), "{r:?}");
-        let code = Asm::default().push(1u64).push(offset).op(op::MSTORE).op(op::STOP).build();
+        let code = Asm::default()
+            .push(1u64)
+            .push(offset)
+            .op(op::MSTORE)
+            .op(op::STOP)
+            .build();
         run(code, 10_000_000);
         // MCOPY and CALLDATACOPY of length 1 to the huge offset.
-        let code = Asm::default().push(1u64).push(0u64).push(offset).op(op::MCOPY).op(op::STOP).build();
+        let code = Asm::default()
+            .push(1u64)
+            .push(0u64)
+            .push(offset)
+            .op(op::MCOPY)
+            .op(op::STOP)
+            .build();
         run(code, 10_000_000);
-        let code = Asm::default().push(1u64).push(0u64).push(offset).op(op::CALLDATACOPY).op(op::STOP).build();
+        let code = Asm::default()
+            .push(1u64)
+            .push(0u64)
+            .push(offset)
+            .op(op::CALLDATACOPY)
+            .op(op::STOP)
+            .build();
         run(code, 10_000_000);
     }
     // Moderate growth, then MSIZE.
-    let code = Asm::default().push(1u64).push(10_000u64).op(op::MSTORE8).op(op::MSIZE).ret_top().build();
+    let code = Asm::default()
+        .push(1u64)
+        .push(10_000u64)
+        .op(op::MSTORE8)
+        .op(op::MSIZE)
+        .ret_top()
+        .build();
     let r = run(code, 1_000_000);
     assert!(r.is_success());
 }
 
 #[test]
 fn returndatacopy_out_of_bounds() {
-    let code = Asm::default().push(1u64).push(0u64).push(0u64).op(op::RETURNDATACOPY).op(op::STOP).build();
+    let code = Asm::default()
+        .push(1u64)
+        .push(0u64)
+        .push(0u64)
+        .op(op::RETURNDATACOPY)
+        .op(op::STOP)
+        .build();
     let r = run(code, 100_000);
-    assert!(matches!(halt_reason(&r), Some(HaltReason::OutOfOffset)), "{r:?}");
+    assert!(
+        matches!(halt_reason(&r), Some(HaltReason::OutOfOffset)),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn revert_with_data() {
-    let code = Asm::default().push(0xdeadu64).push(0u64).op(op::MSTORE).push(32u64).push(0u64).op(op::REVERT).build();
+    let code = Asm::default()
+        .push(0xdeadu64)
+        .push(0u64)
+        .op(op::MSTORE)
+        .push(32u64)
+        .push(0u64)
+        .op(op::REVERT)
+        .build();
     let r = run(code, 100_000);
     assert!(matches!(r, ExecutionResult::Revert { .. }), "{r:?}");
 }
@@ -227,33 +322,72 @@ const OTHER: Address = Address::new([0x20; 20]);
 
 fn with_other(code: Vec<u8>, other: Vec<u8>, gas: u64) -> Case {
     let mut case = Case::call(code, gas, SpecId::CANCUN);
-    case.pre.push((OTHER, PreAccount { code: other, balance: u(5), ..Default::default() }));
+    case.pre.push((
+        OTHER,
+        PreAccount {
+            code: other,
+            balance: u(5),
+            ..Default::default()
+        },
+    ));
     case
 }
 
 /// CALL-family call of OTHER with no value: args (gas, addr, [value], in_off, in_len, out_off, out_len).
 fn call_other(kind: u8) -> Asm {
     let a = Asm::default().push(32u64).push(0u64).push(0u64).push(0u64);
-    let a = if kind == op::CALL || kind == op::CALLCODE { a.push(0u64) } else { a };
+    let a = if kind == op::CALL || kind == op::CALLCODE {
+        a.push(0u64)
+    } else {
+        a
+    };
     a.push_addr(OTHER).op(op::GAS).op(kind)
 }
 
 #[test]
 fn static_call_violations() {
     // OTHER tries SSTORE; under STATICCALL it must fail and the caller sees 0.
-    let other = Asm::default().push(1u64).push(0u64).op(op::SSTORE).op(op::STOP).build();
-    let code = call_other(op::STATICCALL).push(0u64).op(op::SSTORE).op(op::STOP).build();
+    let other = Asm::default()
+        .push(1u64)
+        .push(0u64)
+        .op(op::SSTORE)
+        .op(op::STOP)
+        .build();
+    let code = call_other(op::STATICCALL)
+        .push(0u64)
+        .op(op::SSTORE)
+        .op(op::STOP)
+        .build();
     let rt = Runtime::jit();
     let r = assert_same(&with_other(code, other.clone(), 200_000), &rt);
     assert!(r.is_success());
     // LOG and CALL with value are also violations.
-    let other = Asm::default().push(0u64).push(0u64).op(op::LOG0).op(op::STOP).build();
+    let other = Asm::default()
+        .push(0u64)
+        .push(0u64)
+        .op(op::LOG0)
+        .op(op::STOP)
+        .build();
     let code = call_other(op::STATICCALL).ret_top().build();
     assert_same(&with_other(code, other, 200_000), &rt);
     // The other call kinds, and returning data through them.
-    let other = Asm::default().op(op::CALLER).op(op::CALLVALUE).op(op::ADD).op(op::ADDRESS).op(op::ADD).ret_top().build();
+    let other = Asm::default()
+        .op(op::CALLER)
+        .op(op::CALLVALUE)
+        .op(op::ADD)
+        .op(op::ADDRESS)
+        .op(op::ADD)
+        .ret_top()
+        .build();
     for kind in [op::CALL, op::CALLCODE, op::DELEGATECALL, op::STATICCALL] {
-        let code = call_other(kind).op(op::POP).push(0u64).op(op::MLOAD).op(op::RETURNDATASIZE).op(op::ADD).ret_top().build();
+        let code = call_other(kind)
+            .op(op::POP)
+            .push(0u64)
+            .op(op::MLOAD)
+            .op(op::RETURNDATASIZE)
+            .op(op::ADD)
+            .ret_top()
+            .build();
         assert_same(&with_other(code, other.clone(), 200_000), &rt);
     }
 }
@@ -264,11 +398,17 @@ fn init_code(runtime: &[u8]) -> Vec<u8> {
     for (i, chunk) in runtime.chunks(32).enumerate() {
         let mut word = [0u8; 32];
         word[..chunk.len()].copy_from_slice(chunk);
-        a = a.push(U256::from_be_bytes(word)).push((i * 32) as u64).op(op::MSTORE);
+        a = a
+            .push(U256::from_be_bytes(word))
+            .push((i * 32) as u64)
+            .op(op::MSTORE);
     }
     // Also touch storage in the constructor.
     a = a.push(7u64).push(1u64).op(op::SSTORE);
-    a.push(runtime.len() as u64).push(0u64).op(op::RETURN).build()
+    a.push(runtime.len() as u64)
+        .push(0u64)
+        .op(op::RETURN)
+        .build()
 }
 
 #[test]
@@ -278,7 +418,11 @@ fn create_and_create2_with_compiled_init_code() {
     let rt = Runtime::jit();
     for kind in [op::CREATE, op::CREATE2] {
         // Copy init code into memory from calldata, create, then call the new contract.
-        let mut a = Asm::default().op(op::CALLDATASIZE).push(0u64).push(0u64).op(op::CALLDATACOPY);
+        let mut a = Asm::default()
+            .op(op::CALLDATASIZE)
+            .push(0u64)
+            .push(0u64)
+            .op(op::CALLDATACOPY);
         if kind == op::CREATE2 {
             a = a.push(0x5a17u64);
         }
@@ -318,12 +462,21 @@ fn create_and_create2_with_compiled_init_code() {
     let r = assert_same(&case, &rt);
     assert!(r.is_success(), "{r:?}");
     let hash = keccak256(&case.data);
-    assert!(matches!(rt.get(hash, SpecId::CANCUN), Some(Entry::Ready(_))), "init code was not compiled");
+    assert!(
+        matches!(rt.get(hash, SpecId::CANCUN), Some(Entry::Ready(_))),
+        "init code was not compiled"
+    );
 }
 
 #[test]
 fn selfdestruct() {
-    let code = Asm::default().push(1u64).push(0u64).op(op::SSTORE).push_addr(OTHER).op(op::SELFDESTRUCT).build();
+    let code = Asm::default()
+        .push(1u64)
+        .push(0u64)
+        .op(op::SSTORE)
+        .push_addr(OTHER)
+        .op(op::SELFDESTRUCT)
+        .build();
     for spec in [SpecId::LONDON, SpecId::CANCUN] {
         let rt = Runtime::jit();
         let mut case = with_other(code.clone(), vec![], 100_000);
@@ -365,7 +518,11 @@ fn deep_call_chain_alternating_compiled_and_interpreted() {
     let code_b = body(TARGET);
     let rt = Runtime::jit();
     // Keep B on the interpreter, as if its compilation had failed.
-    rt.insert(keccak256(&code_b), SpecId::CANCUN, Entry::Failed("forced for this test".into()));
+    rt.insert(
+        keccak256(&code_b),
+        SpecId::CANCUN,
+        Entry::Failed("forced for this test".into()),
+    );
     let mut case = with_other(code_a, code_b, 1u64 << 50);
     case.caller = CALLER;
     let (a, b) = compare(&case, &rt);
@@ -373,7 +530,13 @@ fn deep_call_chain_alternating_compiled_and_interpreted() {
     let r = a.result.unwrap();
     assert!(r.is_success(), "{r:?}");
     // The deepest frame (depth 1024) was reached and stored its depth at slot 0.
-    let deepest = a.state.iter().flat_map(|(_, _, s, _)| s.iter()).filter(|(k, _)| *k == U256::ZERO).map(|(_, v)| *v).max();
+    let deepest = a
+        .state
+        .iter()
+        .flat_map(|(_, _, s, _)| s.iter())
+        .filter(|(k, _)| *k == U256::ZERO)
+        .map(|(_, v)| *v)
+        .max();
     assert_eq!(deepest, Some(u(1024)));
     assert!(rt.stats.compiled_frames.load(Ordering::Relaxed) >= 512);
     assert!(rt.stats.interpreted_frames.load(Ordering::Relaxed) >= 512);
@@ -418,7 +581,10 @@ fn bad_bytecode_runs_like_the_interpreter() {
         ("empty", vec![]),
         ("truncated PUSH32", vec![0x7f, 1, 2, 3]),
         ("only INVALID", vec![0xfe; 64]),
-        ("only unknown opcodes", vec![0x0c, 0x0d, 0x0e, 0x0f, 0x1e, 0x1f]),
+        (
+            "only unknown opcodes",
+            vec![0x0c, 0x0d, 0x0e, 0x0f, 0x1e, 0x1f],
+        ),
         ("24 KiB of JUMPDEST", vec![0x5b; 24 * 1024]),
         ("24 KiB of random bytes", blob[..24 * 1024].to_vec()),
         ("1 MiB of random bytes", blob),
@@ -446,7 +612,14 @@ fn memory_fast_path_edges() {
     // Dirty register values when a later section bails out: DUPs after an inline MLOAD up to an
     // overflow, with the stack almost full.
     let mut code = vec![op::PUSH0; 1010];
-    code.extend([op::PUSH0, op::MLOAD, op::DUP1, op::DUP1, op::MSIZE, op::MLOAD]);
+    code.extend([
+        op::PUSH0,
+        op::MLOAD,
+        op::DUP1,
+        op::DUP1,
+        op::MSIZE,
+        op::MLOAD,
+    ]);
     code.extend([op::DUP1; 16]);
     run(code.clone(), 1_000_000);
     sweep(code, 21_000 + 3_000..21_000 + 3_200, SpecId::CANCUN);
@@ -460,14 +633,39 @@ fn memory_fast_path_edges() {
 fn entry_slots_in_registers_across_static_edges() {
     // n = 10, acc = 0; while n != 0 { acc += n; n -= 1 }; return acc
     let code = vec![
-        0x60, 10, op::PUSH0, // 0: n, acc
-        op::JUMPDEST, op::DUP2, op::ISZERO, 0x60, 20, op::JUMPI, // 3: loop head
-        op::DUP2, op::ADD, op::SWAP1, 0x60, 1, op::SWAP1, op::SUB, op::SWAP1, 0x60, 3, op::JUMP, // 9: body
-        op::JUMPDEST, op::PUSH0, op::MSTORE, 0x60, 32, op::PUSH0, op::RETURN, // 20: exit
+        0x60,
+        10,
+        op::PUSH0, // 0: n, acc
+        op::JUMPDEST,
+        op::DUP2,
+        op::ISZERO,
+        0x60,
+        20,
+        op::JUMPI, // 3: loop head
+        op::DUP2,
+        op::ADD,
+        op::SWAP1,
+        0x60,
+        1,
+        op::SWAP1,
+        op::SUB,
+        op::SWAP1,
+        0x60,
+        3,
+        op::JUMP, // 9: body
+        op::JUMPDEST,
+        op::PUSH0,
+        op::MSTORE,
+        0x60,
+        32,
+        op::PUSH0,
+        op::RETURN, // 20: exit
     ];
     let r = run(code.clone(), 100_000);
     match &r {
-        ExecutionResult::Success { output, .. } => assert_eq!(U256::from_be_slice(output.data()), u(55)),
+        ExecutionResult::Success { output, .. } => {
+            assert_eq!(U256::from_be_slice(output.data()), u(55))
+        }
         other => panic!("{other:?}"),
     }
     sweep(code, 21_000..21_500, SpecId::CANCUN);
@@ -479,10 +677,28 @@ fn entry_slots_in_registers_across_static_edges() {
             code.extend([0x60, 0xaa]); // the item the blocks read
             let jumpi_at = code.len();
             code.extend([0x60, cond as u8, 0x60, 0, op::JUMPI]); // target patched below
-            code.extend([op::SWAP1, op::POP, op::PUSH0, op::MSTORE, 0x60, 32, op::PUSH0, op::RETURN]);
+            code.extend([
+                op::SWAP1,
+                op::POP,
+                op::PUSH0,
+                op::MSTORE,
+                0x60,
+                32,
+                op::PUSH0,
+                op::RETURN,
+            ]);
             let target = code.len() as u8;
             code[jumpi_at + 3] = target;
-            code.extend([op::JUMPDEST, op::SWAP16, op::PUSH0, op::MSTORE, 0x60, 32, op::PUSH0, op::RETURN]);
+            code.extend([
+                op::JUMPDEST,
+                op::SWAP16,
+                op::PUSH0,
+                op::MSTORE,
+                0x60,
+                32,
+                op::PUSH0,
+                op::RETURN,
+            ]);
             run(code, 100_000);
         }
     }

@@ -59,7 +59,15 @@ fn every_opcode_under_every_spec() {
     for spec in SPECS {
         for opcode in 0..=255u8 {
             let mut code = Vec::new();
-            for v in [U256::from(3u64), U256::from(0x40u64), U256::from(1u64), U256::from(2u64), U256::from(0x20u64), U256::ZERO, U256::from(5u64)] {
+            for v in [
+                U256::from(3u64),
+                U256::from(0x40u64),
+                U256::from(1u64),
+                U256::from(2u64),
+                U256::from(0x20u64),
+                U256::ZERO,
+                U256::from(5u64),
+            ] {
                 push32(&mut code, v);
             }
             code.push(opcode);
@@ -74,19 +82,45 @@ fn every_opcode_under_every_spec() {
             let case = Case::call(code, 1_000_000, spec);
             let (a, b) = compare(&case, &rt);
             if a != b {
-                mismatches.push(format!("{spec:?} {opcode:#04x}: interpreter {a:?}\n   compiled {b:?}"));
+                mismatches.push(format!(
+                    "{spec:?} {opcode:#04x}: interpreter {a:?}\n   compiled {b:?}"
+                ));
             }
         }
     }
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }
 
 /// Binary and ternary arithmetic over all pairs of edge values, results returned in memory.
 #[test]
 fn arithmetic_value_matrix() {
     let binary = [
-        op::ADD, op::MUL, op::SUB, op::DIV, op::SDIV, op::MOD, op::SMOD, op::EXP, op::SIGNEXTEND, op::LT, op::GT,
-        op::SLT, op::SGT, op::EQ, op::AND, op::OR, op::XOR, op::BYTE, op::SHL, op::SHR, op::SAR,
+        op::ADD,
+        op::MUL,
+        op::SUB,
+        op::DIV,
+        op::SDIV,
+        op::MOD,
+        op::SMOD,
+        op::EXP,
+        op::SIGNEXTEND,
+        op::LT,
+        op::GT,
+        op::SLT,
+        op::SGT,
+        op::EQ,
+        op::AND,
+        op::OR,
+        op::XOR,
+        op::BYTE,
+        op::SHL,
+        op::SHR,
+        op::SAR,
     ];
     let unary = [op::ISZERO, op::NOT, op::CLZ];
     let vals = edge_values();
@@ -133,7 +167,11 @@ fn arithmetic_value_matrix() {
         let case = Case::call(code, 16_000_000, SpecId::OSAKA);
         let (a, b) = compare(&case, &rt);
         assert_eq!(a, b, "opcode {opcode:#04x}");
-        assert!(a.result.as_ref().unwrap().is_success(), "opcode {opcode:#04x}: {:?}", a.result);
+        assert!(
+            a.result.as_ref().unwrap().is_success(),
+            "opcode {opcode:#04x}: {:?}",
+            a.result
+        );
     }
 }
 
@@ -176,6 +214,10 @@ fn division_on_runtime_operands() {
         case.data = vals.iter().flat_map(|v| v.to_be_bytes::<32>()).collect();
         let (a, b) = compare(&case, &rt);
         assert_eq!(a, b, "opcode {opcode:#04x}");
-        assert!(a.result.as_ref().unwrap().is_success(), "opcode {opcode:#04x}: {:?}", a.result);
+        assert!(
+            a.result.as_ref().unwrap().is_success(),
+            "opcode {opcode:#04x}: {:?}",
+            a.result
+        );
     }
 }

@@ -4,11 +4,18 @@ use revm::primitives::hardfork::SpecId;
 #[test]
 fn add_and_return() {
     // PUSH1 2, PUSH1 3, ADD, PUSH1 0, MSTORE, PUSH1 32, PUSH1 0, RETURN
-    let code = vec![0x60, 2, 0x60, 3, 0x01, 0x60, 0, 0x52, 0x60, 32, 0x60, 0, 0xf3];
+    let code = vec![
+        0x60, 2, 0x60, 3, 0x01, 0x60, 0, 0x52, 0x60, 32, 0x60, 0, 0xf3,
+    ];
     let rt = Runtime::jit();
     let (a, b) = compare(&Case::call(code, 100_000, SpecId::CANCUN), &rt);
     assert_eq!(a, b);
-    assert!(rt.stats.compiled_frames.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(
+        rt.stats
+            .compiled_frames
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
     println!("{a:?}");
 }
 
@@ -28,18 +35,32 @@ fn evm_factory_matches_eth_evm_factory() {
     use std::sync::atomic::Ordering;
 
     // SSTORE(0, CALLDATALOAD(0) * 3), return it.
-    let code = vec![0x5f, 0x35, 0x60, 3, 0x02, 0x80, 0x5f, 0x55, 0x5f, 0x52, 0x60, 32, 0x5f, 0xf3];
+    let code = vec![
+        0x5f, 0x35, 0x60, 3, 0x02, 0x80, 0x5f, 0x55, 0x5f, 0x52, 0x60, 32, 0x5f, 0xf3,
+    ];
     let db = || {
         let mut db = CacheDB::new(EmptyDB::default());
         let bc = Bytecode::new_raw(Bytes::from(code.clone()));
         db.insert_account_info(TARGET, AccountInfo::new(U256::ZERO, 1, bc.hash_slow(), bc));
-        db.insert_account_info(CALLER, AccountInfo { balance: U256::from(10u64.pow(18)), ..Default::default() });
+        db.insert_account_info(
+            CALLER,
+            AccountInfo {
+                balance: U256::from(10u64.pow(18)),
+                ..Default::default()
+            },
+        );
         db
     };
     let env = || {
         let mut cfg = CfgEnv::new_with_spec(SpecId::PRAGUE);
         cfg.disable_nonce_check = true;
-        EvmEnv { cfg_env: cfg, block_env: BlockEnv { gas_limit: 30_000_000, ..Default::default() } }
+        EvmEnv {
+            cfg_env: cfg,
+            block_env: BlockEnv {
+                gas_limit: 30_000_000,
+                ..Default::default()
+            },
+        }
     };
     let tx = TxEnv::builder()
         .caller(CALLER)
@@ -66,5 +87,8 @@ fn evm_factory_matches_eth_evm_factory() {
     let mut traced = factory.create_evm_with_inspector(db(), env(), NoOpInspector {});
     let c = traced.transact(tx).unwrap();
     assert_eq!(c.result, b.result);
-    assert_eq!(runtime.stats.compiled_frames.load(Ordering::Relaxed), compiled);
+    assert_eq!(
+        runtime.stats.compiled_frames.load(Ordering::Relaxed),
+        compiled
+    );
 }

@@ -32,7 +32,7 @@ use kiln_compiler::{CompileOptions, OptLevel};
 use crate::statetest::runner::Fork;
 use exec::{check_agreement, Compiler, Contender, Disagreement, Mode};
 use measure::{measure, Budget};
-use report::{KECCAK_CACHE, Machine, Row, Summary, Table};
+use report::{Machine, Row, Summary, Table, KECCAK_CACHE};
 use workload::{bench_dir, load_workloads, Selection, Workload};
 
 /// Arguments of `kiln bench`.

@@ -285,8 +285,15 @@ impl Summary {
                     .push(speedup);
             }
         }
-        if let Some(per_kib) = row.compile.as_ref().and_then(CompileReport::compile_ms_per_kib) {
-            self.compile_per_kib.entry(row.mode).or_default().push(per_kib);
+        if let Some(per_kib) = row
+            .compile
+            .as_ref()
+            .and_then(CompileReport::compile_ms_per_kib)
+        {
+            self.compile_per_kib
+                .entry(row.mode)
+                .or_default()
+                .push(per_kib);
         }
         if let (Some(ratio), Mode::Interpreter) = (row.time_vs_revm, row.mode) {
             self.dispatch.push((row.workload.clone(), ratio));

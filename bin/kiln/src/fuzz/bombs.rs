@@ -323,7 +323,12 @@ pub fn child(name: &str, size: usize) -> eyre::Result<ExitCode> {
             drop(f);
             "ok".to_owned()
         }
-        Err(e @ (CompileError::TooLarge { .. } | CompileError::TooComplex { .. } | CompileError::TooManyJumpTargets { .. } | CompileError::OverBudget { .. })) => {
+        Err(
+            e @ (CompileError::TooLarge { .. }
+            | CompileError::TooComplex { .. }
+            | CompileError::TooManyJumpTargets { .. }
+            | CompileError::OverBudget { .. }),
+        ) => {
             format!("refused: {e}")
         }
         Err(e) => format!("error: {e}"),

@@ -385,7 +385,15 @@ impl Campaign {
                 .or_default() += 1;
             let mut outcomes = Vec::new();
             self.stats.cases.fetch_add(runtimes.len() as u64, Relaxed);
-            self.compare(&program, index, fork, &case, &reference, runtimes, &mut outcomes);
+            self.compare(
+                &program,
+                index,
+                fork,
+                &case,
+                &reference,
+                runtimes,
+                &mut outcomes,
+            );
             // The same program out of gas at another point: half of the successful runs are
             // repeated with a gas limit below what they spent.
             if let Ok(r) = &reference.result {
@@ -396,7 +404,15 @@ impl Campaign {
                         gen::lower_gas_limit(self.seed.wrapping_add(f as u64), index, spent);
                     let case = lower.case(fork.spec);
                     let reference = run_revm(&case);
-                    self.compare(&lower, index, fork, &case, &reference, runtimes, &mut outcomes);
+                    self.compare(
+                        &lower,
+                        index,
+                        fork,
+                        &case,
+                        &reference,
+                        runtimes,
+                        &mut outcomes,
+                    );
                     outcomes.push(reference);
                 }
             }
@@ -450,7 +466,10 @@ impl Campaign {
             self.stats.runs.fetch_add(1, Relaxed);
             let got = run_compiled(case, rt);
             if got != *reference {
-                let mismatch = Mismatch { reference: reference.clone(), got: got.clone() };
+                let mismatch = Mismatch {
+                    reference: reference.clone(),
+                    got: got.clone(),
+                };
                 self.divergence(program, index, fork, rt, mismatch);
             }
             outcomes.push(got);

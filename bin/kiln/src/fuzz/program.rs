@@ -286,10 +286,12 @@ mod tests {
 
     #[test]
     fn labels_resolve_and_missing_ones_are_invalid_targets() {
-        let insns = [Insn::PushLabel(7, 0),
+        let insns = [
+            Insn::PushLabel(7, 0),
             Insn::Op(opcode::JUMP),
             Insn::Op(opcode::STOP),
-            Insn::Label(7)];
+            Insn::Label(7),
+        ];
         assert_eq!(
             assemble(insns.iter()),
             vec![0x61, 0x00, 0x05, 0x56, 0x00, 0x5b]

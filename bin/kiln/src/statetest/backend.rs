@@ -72,10 +72,17 @@ impl Backend {
                         p
                     }
                 };
-                kiln_evm::Backend::Aot(ArtifactDir::open(&dir).wrap_err_with(|| format!("AOT directory {}", dir.display()))?)
+                kiln_evm::Backend::Aot(
+                    ArtifactDir::open(&dir)
+                        .wrap_err_with(|| format!("AOT directory {}", dir.display()))?,
+                )
             }
         };
-        Ok(Self::Compiled(Arc::new(Runtime::new(backend, CompilePolicy::OnFirstSight, opts))))
+        Ok(Self::Compiled(Arc::new(Runtime::new(
+            backend,
+            CompilePolicy::OnFirstSight,
+            opts,
+        ))))
     }
 
     /// The compiled-code runtime, if this backend has one.

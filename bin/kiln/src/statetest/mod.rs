@@ -91,7 +91,10 @@ pub fn run(args: StatetestArgs) -> eyre::Result<ExitCode> {
     let opts = RunOptions {
         backend: Backend::new(
             mode,
-            kiln_compiler::CompileOptions { opt_level, ..Default::default() },
+            kiln_compiler::CompileOptions {
+                opt_level,
+                ..Default::default()
+            },
             aot_dir.as_deref(),
             &mut aot_temp,
         )?,
