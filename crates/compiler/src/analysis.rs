@@ -166,7 +166,7 @@ impl Analysis {
         let backward = self.insts.windows(2).any(|w| {
             matches!(w[1].op, opcode::JUMP | opcode::JUMPI)
                 && is_push(w[0].op)
-                && u32::try_from(w[0].imm).map_or(false, |target| target <= w[1].pc)
+                && u32::try_from(w[0].imm).is_ok_and(|target| target <= w[1].pc)
         });
         if backward {
             return None;

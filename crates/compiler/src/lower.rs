@@ -110,6 +110,15 @@ struct Lowerer<'a, 'ctx> {
     entry_dirty: Vec<Vec<bool>>,
     /// Per block: whether a static edge comes from a block lowered after it (a loop's back edge).
     late_pred: Vec<bool>,
+    /// Bytes of memory this frame is known to have at the current point. Memory never shrinks
+    /// within a frame, so an access at a constant offset below this needs no bounds check.
+    mem_known: u64,
+    /// Per block: the least `mem_known` over the static edges lowered into it so far.
+    mem_in: Vec<Option<u64>>,
+    /// Per block: entered where nothing is known of memory (the entry switch, a dynamic jump).
+    mem_unknown_entry: Vec<bool>,
+    /// The values of the constants `const256` made that fit in 64 bits (memory offsets).
+    small_consts: std::cell::RefCell<std::collections::HashMap<IntValue<'ctx>, u64>>,
 }
 
 /// Lowers `analysis` into a new function named `name` in `module`.
@@ -181,6 +190,18 @@ pub(crate) fn lower<'ctx>(
         late_pred: Vec::new(),
         mem_entry: vec![None; analysis.blocks.len()],
         proven: 0,
+        mem_known: 0,
+        mem_in: vec![None; analysis.blocks.len()],
+        // With a dynamic jump anywhere, any JUMPDEST may be entered from anywhere.
+        mem_unknown_entry: {
+            let dynamic = has_dynamic_jump(analysis);
+            analysis
+                .blocks
+                .iter()
+                .map(|b| dynamic && analysis.is_jumpdest(analysis.insts[b.start].pc))
+                .collect()
+        },
+        small_consts: Default::default(),
     };
     l.emit_entry()?;
     l.emit_exit()?;
@@ -592,6 +613,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         for (phi, v) in phis.iter().zip(&values) {
             phi.add_incoming(&[(v, bb)]);
         }
+        let known = self.mem_in[target].map_or(self.mem_known, |k| k.min(self.mem_known));
+        self.mem_in[target] = Some(known);
         llvm(self.b.build_unconditional_branch(self.block_bbs[target]))?;
         Ok(())
     }
@@ -599,6 +622,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// The LLVM block through which an edge that passes nothing in registers enters block `i`
     /// (with `sp_var` synced and the stack buffer exact).
     fn enter_from_memory(&mut self, i: usize) -> Res<BasicBlock<'ctx>> {
+        self.mem_unknown_entry[i] = true;
         if self.entry_phis[i].is_empty() {
             return Ok(self.block_bbs[i]);
         }
@@ -656,6 +680,43 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         } else {
             Some(self.peek(1)?)
         };
+        let const_end = self
+            .small_consts
+            .borrow()
+            .get(&offset)
+            .and_then(|o| o.checked_add(size));
+        if const_end.is_none_or(|end| end > self.mem_known) {
+            let access = self
+                .cx
+                .append_basic_block(self.func, &format!("pc{pc}.mem"));
+            self.emit_memory_check(pc, offset, size, access)?;
+            self.b.position_at_end(access);
+        }
+        if let Some(end) = const_end {
+            // Memory grows in words: the access leaves at least `end` rounded up.
+            self.mem_known = self.mem_known.max(end.div_ceil(32) * 32);
+        }
+        let ptr_ty = self.cx.ptr_type(AddressSpace::default());
+        let mem = llvm(
+            self.b
+                .build_load(ptr_ty, self.ctx_field(OFFSET_MEM, "mem.field")?, "mem"),
+        )?
+        .into_pointer_value();
+        let off64 = llvm(self.b.build_int_truncate(offset, self.i64, "off"))?;
+        // SAFETY (IR): offset + size <= mem_len, checked above or made so by the growth.
+        let p = unsafe { llvm(self.b.build_gep(self.i8, mem, &[off64], "p"))? };
+        self.emit_memory_access(op, p, value)
+    }
+
+    /// Branches to `access` if `offset + size` lies inside the current memory, else grows it
+    /// first (or leaves the frame with the halt the growth reports).
+    fn emit_memory_check(
+        &mut self,
+        pc: u32,
+        offset: IntValue<'ctx>,
+        size: u64,
+        access: BasicBlock<'ctx>,
+    ) -> Res<()> {
         let mem_len = self.load_i64(self.ctx_field(OFFSET_MEM_LEN, "mem_len.field")?, "mem_len")?;
         let fits = llvm(self.b.build_int_compare(
             IntPredicate::UGE,
@@ -673,9 +734,6 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 .build_int_compare(IntPredicate::ULE, offset, limit, "inside"),
         )?;
         let ok = llvm(self.b.build_and(fits, inside, "ok"))?;
-        let access = self
-            .cx
-            .append_basic_block(self.func, &format!("pc{pc}.mem"));
         let grow = self
             .cx
             .append_basic_block(self.func, &format!("pc{pc}.grow"));
@@ -724,16 +782,16 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             .into_int_value();
         self.leave_unless_ok(status, &format!("pc{pc}.grow"))?;
         llvm(self.b.build_unconditional_branch(access))?;
+        Ok(())
+    }
 
-        self.b.position_at_end(access);
-        let mem = llvm(
-            self.b
-                .build_load(ptr_ty, self.ctx_field(OFFSET_MEM, "mem.field")?, "mem"),
-        )?
-        .into_pointer_value();
-        let off64 = llvm(self.b.build_int_truncate(offset, self.i64, "off"))?;
-        // SAFETY (IR): offset + size <= mem_len, checked above or made so by the growth.
-        let p = unsafe { llvm(self.b.build_gep(self.i8, mem, &[off64], "p"))? };
+    /// The load or store of a memory instruction at `p`, inside memory.
+    fn emit_memory_access(
+        &mut self,
+        op: u8,
+        p: PointerValue<'ctx>,
+        value: Option<IntValue<'ctx>>,
+    ) -> Res<()> {
         let bswap = self.intrinsic("llvm.bswap", self.i256)?;
         match op {
             opcode::MLOAD => {
@@ -791,7 +849,11 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     }
 
     fn const256(&self, v: U256) -> IntValue<'ctx> {
-        self.i256.const_int_arbitrary_precision(v.as_limbs())
+        let c = self.i256.const_int_arbitrary_precision(v.as_limbs());
+        if let Ok(small) = u64::try_from(v) {
+            self.small_consts.borrow_mut().insert(c, small);
+        }
+        c
     }
 
     /// A conditional branch that almost always goes to `then_bb` if `likely_then`, else to
@@ -861,6 +923,11 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         self.off = 0;
         self.cache.clear();
         self.proven = 0;
+        // A back edge is lowered after its target, so a loop head knows nothing of memory.
+        self.mem_known = match self.mem_in[bi] {
+            Some(k) if !self.late_pred[bi] && !self.mem_unknown_entry[bi] => k,
+            _ => 0,
+        };
         let n = self.entry_phis[bi].len() as i64;
         for (k, phi) in self.entry_phis[bi].iter().enumerate() {
             // Modified if some edge did not write it back; a back edge is not lowered yet, so
@@ -1448,6 +1515,15 @@ const PASSED_SLOTS: i64 = 17;
 
 fn is_push(op: u8) -> bool {
     (opcode::PUSH0..=opcode::PUSH32).contains(&op)
+}
+
+/// Whether some JUMP or JUMPI takes its target from the stack (not a PUSH right before it); the
+/// lowering then enters every JUMPDEST from the shared dynamic-jump dispatch as well.
+fn has_dynamic_jump(a: &Analysis) -> bool {
+    a.blocks.iter().any(|b| {
+        matches!(b.end_kind, BlockEnd::Jump | BlockEnd::JumpI)
+            && !(b.end - 1 > b.start && is_push(a.insts[b.end - 2].op))
+    })
 }
 
 /// The block a constant jump target enters, if it is a valid one.

@@ -703,3 +703,135 @@ fn entry_slots_in_registers_across_static_edges() {
         }
     }
 }
+
+#[test]
+fn memory_known_from_earlier_constant_offsets() {
+    // Straight line: an access inside memory an earlier constant access grew needs no check;
+    // one past it still grows (and runs out of gas at every limit in the sweep).
+    let code = Asm::default()
+        .push(0xaau64)
+        .push(0x40u64)
+        .op(op::MSTORE) // memory 0x60
+        .push(0u64)
+        .op(op::MLOAD)
+        .op(op::POP)
+        .push(0xbbu64)
+        .push(0x5fu64)
+        .op(op::MSTORE8)
+        .push(0x40u64)
+        .op(op::MLOAD)
+        .push(0x60u64)
+        .op(op::MLOAD)
+        .op(op::ADD) // grows to 0x80
+        .op(op::MSIZE)
+        .op(op::ADD)
+        .ret_top()
+        .build();
+    let r = run(code.clone(), 100_000);
+    assert!(r.is_success(), "{r:?}");
+    sweep(code, 21_000..21_200, SpecId::CANCUN);
+
+    // A JUMPDEST entered by a static edge after memory grew, and first by a dynamic jump with
+    // no memory at all: what the static edge knows must not count.
+    let l = 16u8;
+    let code = vec![
+        0x60,
+        l,
+        op::DUP1,
+        op::POP,
+        op::JUMP, // 0: dynamic jump to L
+        op::JUMPDEST,
+        0x60,
+        0xaa,
+        0x61,
+        0x01,
+        0x00,
+        op::MSTORE,
+        0x60,
+        l,
+        op::JUMP, // 5: static edge into L, memory 0x120
+        op::INVALID,
+        op::JUMPDEST,
+        0x61,
+        0x01,
+        0x00,
+        op::MLOAD,
+        op::MSIZE,
+        op::ADD, // 16: L
+        op::PUSH0,
+        op::MSTORE,
+        0x60,
+        32,
+        op::PUSH0,
+        op::RETURN,
+    ];
+    assert_eq!(code[l as usize], op::JUMPDEST);
+    let r = run(code.clone(), 100_000);
+    match &r {
+        ExecutionResult::Success { output, .. } => {
+            assert_eq!(U256::from_be_slice(output.data()), u(0x120))
+        }
+        other => panic!("{other:?}"),
+    }
+    sweep(code, 21_000..21_100, SpecId::CANCUN);
+
+    // A loop head: the first entry (fallthrough) grew memory to 0x40, the back edge comes later,
+    // and the body grows it further on its first iteration only.
+    let code = vec![
+        0x60,
+        0xaa,
+        0x60,
+        0x20,
+        op::MSTORE,
+        0x60,
+        3, // 0: memory 0x40, counter 3
+        op::JUMPDEST,
+        0x61,
+        0x02,
+        0x00,
+        op::MLOAD,
+        op::POP,
+        0x60,
+        0x20,
+        op::MLOAD,
+        op::POP, // 7: loop head
+        0x60,
+        1,
+        op::SWAP1,
+        op::SUB,
+        op::DUP1,
+        0x60,
+        7,
+        op::JUMPI,
+        op::MSIZE,
+        op::PUSH0,
+        op::MSTORE,
+        0x60,
+        32,
+        op::PUSH0,
+        op::RETURN,
+    ];
+    let r = run(code.clone(), 100_000);
+    match &r {
+        ExecutionResult::Success { output, .. } => {
+            assert_eq!(U256::from_be_slice(output.data()), u(0x220))
+        }
+        other => panic!("{other:?}"),
+    }
+    sweep(code, 21_000..21_200, SpecId::CANCUN);
+
+    // JUMPI's fallthrough (not a JUMPDEST) inherits what the block before it knew.
+    let code = Asm::default()
+        .push(0xaau64)
+        .push(0x80u64)
+        .op(op::MSTORE)
+        .push(0u64)
+        .push(0u64)
+        .op(op::JUMPI) // condition 0: falls through
+        .push(0x80u64)
+        .op(op::MLOAD)
+        .ret_top()
+        .build();
+    let r = run(code, 100_000);
+    assert!(r.is_success(), "{r:?}");
+}
