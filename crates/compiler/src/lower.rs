@@ -113,6 +113,11 @@ struct Lowerer<'a, 'ctx> {
     /// Bytes of memory this frame is known to have at the current point. Memory never shrinks
     /// within a frame, so an access at a constant offset below this needs no bounds check.
     mem_known: u64,
+    /// Bytes of memory every block but the first is known to have: what the block at pc 0 made
+    /// sure of. Every frame starts there, memory never shrinks, and a frame that does not get
+    /// past that block halts, so any later block runs with at least this much (Solidity's
+    /// prologue stores the free memory pointer at 0x40, so its reads and writes need no check).
+    mem_floor: u64,
     /// Per block: the least `mem_known` over the static edges lowered into it so far.
     mem_in: Vec<Option<u64>>,
     /// Per block: entered where nothing is known of memory (the entry switch, a dynamic jump).
@@ -191,6 +196,7 @@ pub(crate) fn lower<'ctx>(
         mem_entry: vec![None; analysis.blocks.len()],
         proven: 0,
         mem_known: 0,
+        mem_floor: 0,
         mem_in: vec![None; analysis.blocks.len()],
         // With a dynamic jump anywhere, any JUMPDEST may be entered from anywhere.
         mem_unknown_entry: {
@@ -207,6 +213,9 @@ pub(crate) fn lower<'ctx>(
     l.emit_exit()?;
     for i in 0..analysis.blocks.len() {
         l.emit_block(i)?;
+        if i == 0 && analysis.insts[analysis.blocks[0].start].pc == 0 {
+            l.mem_floor = l.mem_known;
+        }
     }
     l.emit_end_of_code()?;
     l.emit_dyn_jump()?;
@@ -927,7 +936,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         self.mem_known = match self.mem_in[bi] {
             Some(k) if !self.late_pred[bi] && !self.mem_unknown_entry[bi] => k,
             _ => 0,
-        };
+        }
+        .max(self.mem_floor);
         let n = self.entry_phis[bi].len() as i64;
         for (k, phi) in self.entry_phis[bi].iter().enumerate() {
             // Modified if some edge did not write it back; a back edge is not lowered yet, so

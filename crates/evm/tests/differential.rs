@@ -820,6 +820,51 @@ fn memory_known_from_earlier_constant_offsets() {
     }
     sweep(code, 21_000..21_200, SpecId::CANCUN);
 
+    // What the block at pc 0 grew holds in every later block, also one a dynamic jump enters;
+    // past it, memory still grows. Block 0 runs out of gas before its store in the sweep.
+    let l = 14u8;
+    let code = vec![
+        0x60,
+        0x80,
+        0x60,
+        0x40,
+        op::MSTORE, // 0: memory 0x60
+        0x60,
+        l,
+        op::DUP1,
+        op::POP,
+        op::JUMP, // dynamic jump to L
+        op::INVALID,
+        op::INVALID,
+        op::INVALID,
+        op::INVALID,
+        op::JUMPDEST,
+        0x60,
+        0x40,
+        op::MLOAD,
+        0x60,
+        0x60,
+        op::MLOAD,
+        op::ADD, // 14: L
+        op::MSIZE,
+        op::ADD,
+        op::PUSH0,
+        op::MSTORE,
+        0x60,
+        32,
+        op::PUSH0,
+        op::RETURN,
+    ];
+    assert_eq!(code[l as usize], op::JUMPDEST);
+    let r = run(code.clone(), 100_000);
+    match &r {
+        ExecutionResult::Success { output, .. } => {
+            assert_eq!(U256::from_be_slice(output.data()), u(0x80 + 0x80))
+        }
+        other => panic!("{other:?}"),
+    }
+    sweep(code, 21_000..21_100, SpecId::CANCUN);
+
     // JUMPI's fallthrough (not a JUMPDEST) inherits what the block before it knew.
     let code = Asm::default()
         .push(0xaau64)
