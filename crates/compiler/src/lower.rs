@@ -199,14 +199,11 @@ pub(crate) fn lower<'ctx>(
         mem_floor: 0,
         mem_in: vec![None; analysis.blocks.len()],
         // With a dynamic jump anywhere, any JUMPDEST may be entered from anywhere.
-        mem_unknown_entry: {
-            let dynamic = has_dynamic_jump(analysis);
-            analysis
-                .blocks
-                .iter()
-                .map(|b| dynamic && analysis.is_jumpdest(analysis.insts[b.start].pc))
-                .collect()
-        },
+        mem_unknown_entry: analysis
+            .blocks
+            .iter()
+            .map(|b| analysis.has_dynamic_jumps && analysis.is_jumpdest(analysis.insts[b.start].pc))
+            .collect(),
         small_consts: Default::default(),
     };
     l.emit_entry()?;
@@ -1525,15 +1522,6 @@ const PASSED_SLOTS: i64 = 17;
 
 fn is_push(op: u8) -> bool {
     (opcode::PUSH0..=opcode::PUSH32).contains(&op)
-}
-
-/// Whether some JUMP or JUMPI takes its target from the stack (not a PUSH right before it); the
-/// lowering then enters every JUMPDEST from the shared dynamic-jump dispatch as well.
-fn has_dynamic_jump(a: &Analysis) -> bool {
-    a.blocks.iter().any(|b| {
-        matches!(b.end_kind, BlockEnd::Jump | BlockEnd::JumpI)
-            && !(b.end - 1 > b.start && is_push(a.insts[b.end - 2].op))
-    })
 }
 
 /// The block a constant jump target enters, if it is a valid one.

@@ -632,42 +632,14 @@ fn memory_fast_path_edges() {
 #[test]
 fn entry_slots_in_registers_across_static_edges() {
     // n = 10, acc = 0; while n != 0 { acc += n; n -= 1 }; return acc
+    #[rustfmt::skip]
     let code = vec![
-        0x60,
-        10,
-        op::PUSH0, // 0: n, acc
-        op::JUMPDEST,
-        op::DUP2,
-        op::ISZERO,
-        0x60,
-        20,
-        op::JUMPI, // 3: loop head
-        op::DUP2,
-        op::ADD,
-        op::SWAP1,
-        0x60,
-        1,
-        op::SWAP1,
-        op::SUB,
-        op::SWAP1,
-        0x60,
-        3,
-        op::JUMP, // 9: body
-        op::JUMPDEST,
-        op::PUSH0,
-        op::MSTORE,
-        0x60,
-        32,
-        op::PUSH0,
-        op::RETURN, // 20: exit
+        0x60, 10, op::PUSH0, // 0: n, acc
+        op::JUMPDEST, op::DUP2, op::ISZERO, 0x60, 20, op::JUMPI, // 3: loop head
+        op::DUP2, op::ADD, op::SWAP1, 0x60, 1, op::SWAP1, op::SUB, op::SWAP1, 0x60, 3, op::JUMP, // 9: body
+        op::JUMPDEST, op::PUSH0, op::MSTORE, 0x60, 32, op::PUSH0, op::RETURN, // 20: exit
     ];
-    let r = run(code.clone(), 100_000);
-    match &r {
-        ExecutionResult::Success { output, .. } => {
-            assert_eq!(U256::from_be_slice(output.data()), u(55))
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(returned_word(&run(code.clone(), 100_000)), u(55));
     sweep(code, 21_000..21_500, SpecId::CANCUN);
     // JUMPI whose edges enter blocks reading 2 and 17 items below a stack of 1 (underflow on
     // either path) and of 17 (both paths run).
@@ -704,6 +676,15 @@ fn entry_slots_in_registers_across_static_edges() {
     }
 }
 
+/// The word a successful run returned.
+#[track_caller]
+fn returned_word(r: &ExecutionResult) -> U256 {
+    match r {
+        ExecutionResult::Success { output, .. } => U256::from_be_slice(output.data()),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn memory_known_from_earlier_constant_offsets() {
     // Straight line: an access inside memory an earlier constant access grew needs no check;
@@ -727,142 +708,49 @@ fn memory_known_from_earlier_constant_offsets() {
         .op(op::ADD)
         .ret_top()
         .build();
-    let r = run(code.clone(), 100_000);
-    assert!(r.is_success(), "{r:?}");
+    assert_eq!(returned_word(&run(code.clone(), 100_000)), u(0xbb + 0x80));
     sweep(code, 21_000..21_200, SpecId::CANCUN);
 
     // A JUMPDEST entered by a static edge after memory grew, and first by a dynamic jump with
     // no memory at all: what the static edge knows must not count.
     let l = 16u8;
+    #[rustfmt::skip]
     let code = vec![
-        0x60,
-        l,
-        op::DUP1,
-        op::POP,
-        op::JUMP, // 0: dynamic jump to L
-        op::JUMPDEST,
-        0x60,
-        0xaa,
-        0x61,
-        0x01,
-        0x00,
-        op::MSTORE,
-        0x60,
-        l,
-        op::JUMP, // 5: static edge into L, memory 0x120
+        0x60, l, op::DUP1, op::POP, op::JUMP, // 0: dynamic jump to L
+        op::JUMPDEST, 0x60, 0xaa, 0x61, 0x01, 0x00, op::MSTORE, 0x60, l, op::JUMP, // 5: static edge into L, memory 0x120
         op::INVALID,
-        op::JUMPDEST,
-        0x61,
-        0x01,
-        0x00,
-        op::MLOAD,
-        op::MSIZE,
-        op::ADD, // 16: L
-        op::PUSH0,
-        op::MSTORE,
-        0x60,
-        32,
-        op::PUSH0,
-        op::RETURN,
+        op::JUMPDEST, 0x61, 0x01, 0x00, op::MLOAD, op::MSIZE, op::ADD, // 16: L
+        op::PUSH0, op::MSTORE, 0x60, 32, op::PUSH0, op::RETURN,
     ];
     assert_eq!(code[l as usize], op::JUMPDEST);
-    let r = run(code.clone(), 100_000);
-    match &r {
-        ExecutionResult::Success { output, .. } => {
-            assert_eq!(U256::from_be_slice(output.data()), u(0x120))
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(returned_word(&run(code.clone(), 100_000)), u(0x120));
     sweep(code, 21_000..21_100, SpecId::CANCUN);
 
     // A loop head: the first entry (fallthrough) grew memory to 0x40, the back edge comes later,
     // and the body grows it further on its first iteration only.
+    #[rustfmt::skip]
     let code = vec![
-        0x60,
-        0xaa,
-        0x60,
-        0x20,
-        op::MSTORE,
-        0x60,
-        3, // 0: memory 0x40, counter 3
-        op::JUMPDEST,
-        0x61,
-        0x02,
-        0x00,
-        op::MLOAD,
-        op::POP,
-        0x60,
-        0x20,
-        op::MLOAD,
-        op::POP, // 7: loop head
-        0x60,
-        1,
-        op::SWAP1,
-        op::SUB,
-        op::DUP1,
-        0x60,
-        7,
-        op::JUMPI,
-        op::MSIZE,
-        op::PUSH0,
-        op::MSTORE,
-        0x60,
-        32,
-        op::PUSH0,
-        op::RETURN,
+        0x60, 0xaa, 0x60, 0x20, op::MSTORE, 0x60, 3, // 0: memory 0x40, counter 3
+        op::JUMPDEST, 0x61, 0x02, 0x00, op::MLOAD, op::POP, 0x60, 0x20, op::MLOAD, op::POP, // 7: loop head
+        0x60, 1, op::SWAP1, op::SUB, op::DUP1, 0x60, 7, op::JUMPI,
+        op::MSIZE, op::PUSH0, op::MSTORE, 0x60, 32, op::PUSH0, op::RETURN,
     ];
-    let r = run(code.clone(), 100_000);
-    match &r {
-        ExecutionResult::Success { output, .. } => {
-            assert_eq!(U256::from_be_slice(output.data()), u(0x220))
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(returned_word(&run(code.clone(), 100_000)), u(0x220));
     sweep(code, 21_000..21_200, SpecId::CANCUN);
 
     // What the block at pc 0 grew holds in every later block, also one a dynamic jump enters;
     // past it, memory still grows. Block 0 runs out of gas before its store in the sweep.
     let l = 14u8;
+    #[rustfmt::skip]
     let code = vec![
-        0x60,
-        0x80,
-        0x60,
-        0x40,
-        op::MSTORE, // 0: memory 0x60
-        0x60,
-        l,
-        op::DUP1,
-        op::POP,
-        op::JUMP, // dynamic jump to L
-        op::INVALID,
-        op::INVALID,
-        op::INVALID,
-        op::INVALID,
-        op::JUMPDEST,
-        0x60,
-        0x40,
-        op::MLOAD,
-        0x60,
-        0x60,
-        op::MLOAD,
-        op::ADD, // 14: L
-        op::MSIZE,
-        op::ADD,
-        op::PUSH0,
-        op::MSTORE,
-        0x60,
-        32,
-        op::PUSH0,
-        op::RETURN,
+        0x60, 0x80, 0x60, 0x40, op::MSTORE, // 0: memory 0x60
+        0x60, l, op::DUP1, op::POP, op::JUMP, // dynamic jump to L
+        op::INVALID, op::INVALID, op::INVALID, op::INVALID,
+        op::JUMPDEST, 0x60, 0x40, op::MLOAD, 0x60, 0x60, op::MLOAD, op::ADD, // 14: L
+        op::MSIZE, op::ADD, op::PUSH0, op::MSTORE, 0x60, 32, op::PUSH0, op::RETURN,
     ];
     assert_eq!(code[l as usize], op::JUMPDEST);
-    let r = run(code.clone(), 100_000);
-    match &r {
-        ExecutionResult::Success { output, .. } => {
-            assert_eq!(U256::from_be_slice(output.data()), u(0x80 + 0x80))
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(returned_word(&run(code.clone(), 100_000)), u(0x80 + 0x80));
     sweep(code, 21_000..21_100, SpecId::CANCUN);
 
     // JUMPI's fallthrough (not a JUMPDEST) inherits what the block before it knew.
@@ -877,6 +765,5 @@ fn memory_known_from_earlier_constant_offsets() {
         .op(op::MLOAD)
         .ret_top()
         .build();
-    let r = run(code, 100_000);
-    assert!(r.is_success(), "{r:?}");
+    assert_eq!(returned_word(&run(code, 100_000)), u(0xaa));
 }
