@@ -23,6 +23,9 @@
 
 #![warn(missing_docs)]
 
+pub mod slots;
+pub use slots::{with_slot_cache, SlotCache};
+
 use revm::{
     interpreter::{
         instructions::{
@@ -74,6 +77,9 @@ pub struct KilnCtx<'h> {
     pub interpreter: *mut Interpreter<EthInterpreter>,
     /// The host (revm context) for this frame.
     pub host: *mut (dyn Host + 'h),
+    /// Storage slots this stretch of compiled code has loaded or stored, from
+    /// [`with_slot_cache`] (see [`slots`]); null for none.
+    pub slots: *mut SlotCache,
 }
 
 /// Byte offset of [`KilnCtx::stack`].
@@ -132,6 +138,77 @@ unsafe fn run_revm_op(
     }
 }
 
+/// SLOAD: a slot this stretch of compiled code already loaded or stored is answered from
+/// [`KilnCtx::slots`]; otherwise revm's `op` runs and its result is recorded.
+///
+/// # Safety
+/// As for [`run_revm_op`].
+#[inline(always)]
+unsafe fn cached_sload(
+    ctx: *mut KilnCtx<'_>,
+    op: impl for<'a, 'h> FnOnce(Ictx<'a, 'h>) -> Result<(), InstructionResult>,
+) -> u8 {
+    // SAFETY: the caller guarantees `ctx` is valid; the borrow ends before `run_revm_op` makes
+    // its own.
+    let (sp, stack) = unsafe { ((*ctx).sp as usize, (*ctx).stack) };
+    if sp == 0 {
+        // Underflow is checked before the call; let revm report it if that ever failed.
+        return unsafe { run_revm_op(ctx, 1, op) };
+    }
+    // SAFETY: as above; the cache pointer, when not null, is the stretch's own cache and no
+    // other reference to it is live here.
+    let Some(cache) = (unsafe { (*ctx).slots.as_mut() }).and_then(|c| c.note_load().then_some(c))
+    else {
+        // SAFETY: forwarded from the caller.
+        return unsafe { run_revm_op(ctx, 1, op) };
+    };
+    // SAFETY: `sp - 1` is the initialised top of the stack.
+    let top = unsafe { stack.add(sp - 1) };
+    let key = unsafe { read_word(top) };
+    if let Some(value) = cache.get(&key) {
+        // SAFETY: `top` is a valid stack slot.
+        unsafe { top.write(value) };
+        return 0;
+    }
+    // SAFETY: forwarded from the caller; `run_revm_op` does not touch the cache.
+    let status = unsafe { run_revm_op(ctx, 1, op) };
+    if status == 0 {
+        // SAFETY: revm replaced the key with the value in the same slot.
+        cache.insert(key, unsafe { read_word(top) });
+    }
+    status
+}
+
+/// SSTORE through revm's `op`, then the stored value recorded in [`KilnCtx::slots`].
+///
+/// # Safety
+/// As for [`run_revm_op`].
+#[inline(always)]
+unsafe fn cached_sstore(
+    ctx: *mut KilnCtx<'_>,
+    op: impl for<'a, 'h> FnOnce(Ictx<'a, 'h>) -> Result<(), InstructionResult>,
+) -> u8 {
+    // SAFETY: the caller guarantees `ctx` is valid; the cache pointer, when not null, is the
+    // stretch's own cache and no other reference to it is live here.
+    let (sp, stack, cache) = unsafe { ((*ctx).sp as usize, (*ctx).stack, (*ctx).slots.as_mut()) };
+    // Before the cache is in use it records nothing, so there is nothing to keep coherent.
+    let Some(cache) = cache.filter(|c| c.in_use() && sp >= 2) else {
+        // SAFETY: forwarded from the caller.
+        return unsafe { run_revm_op(ctx, 2, op) };
+    };
+    // SAFETY: the top two slots are initialised: the key on top, the value below it.
+    let (key, value) = unsafe { (read_word(stack.add(sp - 1)), read_word(stack.add(sp - 2))) };
+    // SAFETY: forwarded from the caller; `run_revm_op` does not touch the cache.
+    let status = unsafe { run_revm_op(ctx, 2, op) };
+    if status == 0 {
+        cache.insert(key, value);
+    } else {
+        // The frame ends, but do not leave a value that was not stored.
+        cache.remove(&key);
+    }
+    status
+}
+
 /// Points `ctx.mem`/`ctx.mem_len` at the frame's current memory.
 #[inline(always)]
 pub fn refresh_memory(ctx: &mut KilnCtx<'_>, interpreter: &mut Interpreter<EthInterpreter>) {
@@ -141,7 +218,7 @@ pub fn refresh_memory(ctx: &mut KilnCtx<'_>, interpreter: &mut Interpreter<EthIn
 }
 
 macro_rules! host_builtins {
-    ($( $(#[$doc:meta])* $name:ident => $op:expr, $inputs:literal; )*) => {
+    ($( $(#[$doc:meta])* $name:ident => $op:expr, $inputs:literal $(, via $wrap:path)?; )*) => {
         $(
             $(#[$doc])*
             ///
@@ -150,7 +227,7 @@ macro_rules! host_builtins {
             #[no_mangle]
             pub unsafe extern "C" fn $name(ctx: *mut KilnCtx<'_>) -> u8 {
                 // SAFETY: forwarded from this function's contract.
-                unsafe { run_revm_op(ctx, $inputs, |c| ($op)(c)) }
+                unsafe { host_builtin_body!(ctx, $inputs, $op $(, $wrap)?) }
             }
         )*
 
@@ -164,6 +241,17 @@ macro_rules! host_builtins {
         pub const HOST_BUILTINS: &[(&str, HostBuiltin)] = &[
             $( (stringify!($name), $name as HostBuiltin), )*
         ];
+    };
+}
+
+/// The body of a host builtin: revm's instruction, or a wrapper around it that may answer
+/// without running it.
+macro_rules! host_builtin_body {
+    ($ctx:ident, $inputs:literal, $op:expr) => {
+        run_revm_op($ctx, $inputs, |c| ($op)(c))
+    };
+    ($ctx:ident, $inputs:literal, $op:expr, $wrap:path) => {
+        $wrap($ctx, |c| ($op)(c))
     };
 }
 
@@ -232,10 +320,10 @@ host_builtins! {
     kiln_msize => memory::msize, 0;
     /// MCOPY.
     kiln_mcopy => memory::mcopy, 3;
-    /// SLOAD.
-    kiln_sload => host::sload, 1;
+    /// SLOAD, answered from the stretch's slot cache when it can be.
+    kiln_sload => host::sload, 1, via cached_sload;
     /// SSTORE (including the EIP-2200 stipend check against the exact remaining gas).
-    kiln_sstore => host::sstore, 2;
+    kiln_sstore => host::sstore, 2, via cached_sstore;
     /// TLOAD.
     kiln_tload => host::tload, 1;
     /// TSTORE.

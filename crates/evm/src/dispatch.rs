@@ -1,7 +1,7 @@
 //! Running one frame: compiled code when the registry has it, revm's interpreter otherwise.
 
 use crate::registry::{CompiledCode, Lookup, Runtime, RuntimeStats};
-use kiln_builtins::{CompiledFn, KilnCtx, STATUS_CONTINUE_IN_INTERPRETER};
+use kiln_builtins::{with_slot_cache, CompiledFn, KilnCtx, STATUS_CONTINUE_IN_INTERPRETER};
 use revm::primitives::B256;
 use revm::{
     interpreter::{
@@ -195,11 +195,16 @@ fn run_compiled_inner<H: Host>(
         mem_len,
         interpreter: interpreter as *mut _,
         host: host as &mut dyn Host as *mut dyn Host,
+        slots: std::ptr::null_mut(),
     };
-    // SAFETY: `cx` points at this frame's interpreter and host, which stay exclusively borrowed
-    // for the call; the stack buffer has STACK_LIMIT capacity, which the compiled code's section
-    // checks never exceed; `f` was compiled for this code and spec (registry key).
-    let status = unsafe { f(&mut cx) };
+    let status = with_slot_cache(|slots| {
+        cx.slots = slots;
+        // SAFETY: `cx` points at this frame's interpreter and host, which stay exclusively
+        // borrowed for the call, and at a slot cache emptied for this stretch (or none); the
+        // stack buffer has STACK_LIMIT capacity, which the compiled code's section checks never
+        // exceed; `f` was compiled for this code and spec (registry key).
+        unsafe { f(&mut cx) }
+    });
     // SAFETY: the compiled code and builtins only count initialised slots.
     unsafe { interpreter.stack.data_mut().set_len(cx.sp as usize) };
     interpreter.gas.set_remaining(cx.gas);

@@ -767,3 +767,95 @@ fn memory_known_from_earlier_constant_offsets() {
         .build();
     assert_eq!(returned_word(&run(code, 100_000)), u(0xaa));
 }
+
+#[test]
+fn storage_reads_after_stores_and_calls() {
+    // The slot cache comes into use after a stretch's first few SLOADs; these warm it up.
+    let warm_up = |a: Asm| {
+        a.push(1u64)
+            .op(op::SLOAD)
+            .op(op::POP)
+            .push(1u64)
+            .op(op::SLOAD)
+            .op(op::POP)
+            .push(2u64)
+            .op(op::SLOAD)
+            .op(op::POP)
+            .push(2u64)
+            .op(op::SLOAD)
+            .op(op::POP)
+    };
+    // a = slot 1; slot 1 = a + 10; b = slot 1 (the stored value, not the loaded one).
+    let code = warm_up(Asm::default())
+        .push(1u64)
+        .op(op::SLOAD)
+        .op(op::DUP1)
+        .push(10u64)
+        .op(op::ADD)
+        .push(1u64)
+        .op(op::SSTORE)
+        .push(1u64)
+        .op(op::SLOAD);
+    // OTHER writes slot 1 of this account through DELEGATECALL: c = slot 1 must see it.
+    let code = call_other(op::DELEGATECALL)
+        .0
+        .iter()
+        .fold(code, |a, &b| a.op(b));
+    let code = warm_up(code.op(op::POP)).push(1u64).op(op::SLOAD);
+    // Five times slot 2 += 1, in a loop whose later iterations load through the cache.
+    let code = code.push(5u64);
+    let head = code.pc();
+    let code = code
+        .op(op::JUMPDEST)
+        .push(2u64)
+        .op(op::SLOAD)
+        .push(1u64)
+        .op(op::ADD)
+        .push(2u64)
+        .op(op::SSTORE)
+        .push(1u64)
+        .op(op::SWAP1)
+        .op(op::SUB)
+        .op(op::DUP1)
+        .push(head as u64)
+        .op(op::JUMPI)
+        .op(op::POP)
+        .push(2u64)
+        .op(op::SLOAD);
+    // Return a * 10^9 + b * 10^6 + c * 10^3 + d.
+    let code = code
+        .op(op::SWAP1)
+        .push(1_000u64)
+        .op(op::MUL)
+        .op(op::ADD)
+        .op(op::SWAP1)
+        .push(1_000_000u64)
+        .op(op::MUL)
+        .op(op::ADD)
+        .op(op::SWAP1)
+        .push(1_000_000_000u64)
+        .op(op::MUL)
+        .op(op::ADD)
+        .ret_top()
+        .build();
+    let other = Asm::default()
+        .push(77u64)
+        .push(1u64)
+        .op(op::SSTORE)
+        .op(op::STOP)
+        .build();
+    let rt = Runtime::jit();
+    for spec in [SpecId::ISTANBUL, SpecId::CANCUN] {
+        let mut case = with_other(code.clone(), other.clone(), 200_000);
+        case.spec = spec;
+        case.pre[0].1.storage = vec![(u(1), u(5)), (u(2), u(7))];
+        let r = assert_same(&case, &rt);
+        assert_eq!(returned_word(&r), u(5_015_077_012), "{spec:?}");
+        // Out of gas at points all through, including at each SSTORE.
+        for gas in (21_000..case.gas_limit.min(120_000)).step_by(89) {
+            case.gas_limit = gas;
+            assert_same(&case, &rt);
+        }
+    }
+    assert!(rt.stats.compiled_frames.load(Ordering::Relaxed) > 0);
+}
