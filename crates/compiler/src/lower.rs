@@ -122,8 +122,8 @@ struct Lowerer<'a, 'ctx> {
     mem_in: Vec<Option<u64>>,
     /// Per block: entered where nothing is known of memory (the entry switch, a dynamic jump).
     mem_unknown_entry: Vec<bool>,
-    /// The values of the constants `const256` made that fit in 64 bits (memory offsets).
-    small_consts: std::cell::RefCell<std::collections::HashMap<IntValue<'ctx>, u64>>,
+    /// The values of the constants `const256` made (constant memory offsets, constant divisors).
+    consts: std::cell::RefCell<std::collections::HashMap<IntValue<'ctx>, U256>>,
 }
 
 /// Lowers `analysis` into a new function named `name` in `module`.
@@ -204,7 +204,7 @@ pub(crate) fn lower<'ctx>(
             .iter()
             .map(|b| analysis.has_dynamic_jumps && analysis.is_jumpdest(analysis.insts[b.start].pc))
             .collect(),
-        small_consts: Default::default(),
+        consts: Default::default(),
     };
     l.emit_entry()?;
     l.emit_exit()?;
@@ -390,6 +390,26 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     fn emit_division(&mut self, op: u8, name: &str, n: i64) -> Res<()> {
         let signed = matches!(op, opcode::SDIV | opcode::SMOD);
         let (a, b) = (self.peek(0)?, self.peek(1)?);
+        // An unsigned division by a constant power of two is a shift, a remainder a mask: code
+        // from before SHR (Solidity < 0.5) unpacks storage words (`word / 2^112 & mask`) and
+        // reads the selector (`calldataload(0) / 2^224`) this way, and the dividend is wide, so
+        // the 64-bit path below would send it to the builtin.
+        let pow2 = self
+            .consts
+            .borrow()
+            .get(&b)
+            .filter(|d| d.is_power_of_two())
+            .copied();
+        if let (false, Some(d)) = (signed, pow2) {
+            let r = if op == opcode::DIV {
+                let k = self.i256.const_int(d.trailing_zeros() as u64, false);
+                llvm(self.b.build_right_shift(a, k, false, "q"))?
+            } else {
+                llvm(self.b.build_and(a, self.const256(d - U256::ONE), "r"))?
+            };
+            self.off -= 1;
+            return self.poke(0, r);
+        }
         let (a64, b64) = (
             llvm(self.b.build_int_truncate(a, self.i64, "a64"))?,
             llvm(self.b.build_int_truncate(b, self.i64, "b64"))?,
@@ -687,9 +707,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             Some(self.peek(1)?)
         };
         let const_end = self
-            .small_consts
+            .consts
             .borrow()
             .get(&offset)
+            .and_then(|o| u64::try_from(*o).ok())
             .and_then(|o| o.checked_add(size));
         if const_end.is_none_or(|end| end > self.mem_known) {
             let access = self
@@ -856,9 +877,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
 
     fn const256(&self, v: U256) -> IntValue<'ctx> {
         let c = self.i256.const_int_arbitrary_precision(v.as_limbs());
-        if let Ok(small) = u64::try_from(v) {
-            self.small_consts.borrow_mut().insert(c, small);
-        }
+        self.consts.borrow_mut().insert(c, v);
         c
     }
 
@@ -1083,7 +1102,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         }
         if let Some(ok) = ok {
             let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.go"));
-            let (to_interp, pc_phi, sp_phi) = self.to_interpreter_block()?;
+            let (to_interp, pc_phi, sp_phi) = self.interpreter_exit_block()?;
             // The values still only in registers are not written back: a failed check means the
             // interpreter halts inside this section (out of gas before its last static charge,
             // or a stack underflow/overflow), and nothing in a section can fail by value before
@@ -1105,7 +1124,9 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
 
     /// The one block that hands the frame to the interpreter at a section start, with the pc
     /// and stack height as phis (one shared block keeps huge functions cheap to compile).
-    fn to_interpreter_block(&mut self) -> Res<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)> {
+    fn interpreter_exit_block(
+        &mut self,
+    ) -> Res<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)> {
         if let Some(t) = self.to_interp {
             return Ok(t);
         }

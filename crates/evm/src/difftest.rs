@@ -72,6 +72,9 @@ pub const TARGET: Address = Address::new([0x10; 20]);
 /// The sender [`Case::call`] uses.
 pub const CALLER: Address = Address::new([0xca; 20]);
 
+/// One changed account: address, info, storage (sorted by key), and whether it was destroyed.
+pub type AccountDiff = (Address, AccountInfo, Vec<(U256, U256)>, bool);
+
 /// What a run produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
@@ -79,7 +82,7 @@ pub struct Outcome {
     /// error.
     pub result: Result<ExecutionResult, String>,
     /// Changed accounts, sorted, with storage sorted.
-    pub state: Vec<(Address, AccountInfo, Vec<(U256, U256)>, bool)>,
+    pub state: Vec<AccountDiff>,
 }
 
 fn build_db(case: &Case) -> CacheDB<EmptyDB> {
@@ -119,7 +122,7 @@ fn tx(case: &Case) -> TxEnv {
         .expect("valid test transaction")
 }
 
-fn normalize(state: EvmState) -> Vec<(Address, AccountInfo, Vec<(U256, U256)>, bool)> {
+fn normalize(state: EvmState) -> Vec<AccountDiff> {
     let mut out: Vec<_> = state
         .into_iter()
         .filter(|(_, a)| a.is_touched())

@@ -221,3 +221,52 @@ fn division_on_runtime_operands() {
         );
     }
 }
+
+/// DIV, SDIV, MOD and SMOD of runtime dividends by constant divisors: powers of two (DIV and MOD
+/// become a shift and a mask), their neighbours, and the signed opcodes, which must not.
+#[test]
+fn division_by_constant_powers_of_two() {
+    let one = U256::from(1u64);
+    let neg = |x: U256| U256::ZERO.wrapping_sub(x);
+    let mut dividends = edge_values();
+    dividends.extend([
+        neg(one),
+        neg(U256::from(12345u64)),
+        one << 200,
+        (one << 112) + one,
+    ]);
+    let mut divisors = Vec::new();
+    for k in [0usize, 1, 5, 63, 64, 112, 127, 128, 200, 224, 255] {
+        divisors.extend([one << k, (one << k) + one, neg(one << k)]);
+    }
+    divisors.push(U256::ZERO);
+    let rt = Runtime::jit();
+    for opcode in [op::DIV, op::SDIV, op::MOD, op::SMOD] {
+        let mut code = Vec::new();
+        let mut slot = 0u64;
+        for i in 0..dividends.len() {
+            for d in &divisors {
+                push32(&mut code, *d);
+                push32(&mut code, U256::from(i * 32));
+                code.push(op::CALLDATALOAD);
+                code.push(opcode);
+                push32(&mut code, U256::from(slot * 32));
+                code.push(op::MSTORE);
+                slot += 1;
+            }
+        }
+        code.extend_from_slice(&[op::MSIZE, op::PUSH0, op::RETURN]);
+        let mut case = Case::call(code, 16_000_000, SpecId::OSAKA);
+        case.data = dividends
+            .iter()
+            .flat_map(|v| v.to_be_bytes::<32>())
+            .collect();
+        let (a, b) = compare(&case, &rt);
+        assert_eq!(a, b, "opcode {opcode:#04x}");
+        assert!(
+            a.result.as_ref().unwrap().is_success(),
+            "opcode {opcode:#04x}: {:?}",
+            a.result
+        );
+    }
+}
