@@ -27,6 +27,7 @@ pub mod slots;
 pub use slots::{with_slot_cache, SlotCache};
 
 use revm::{
+    context_interface::cfg::GasParams,
     interpreter::{
         instructions::{
             arithmetic, block_info, contract, control, host, memory, stack, system, tx_info,
@@ -77,6 +78,10 @@ pub struct KilnCtx<'h> {
     pub interpreter: *mut Interpreter<EthInterpreter>,
     /// The host (revm context) for this frame.
     pub host: *mut (dyn Host + 'h),
+    /// The host's gas parameters, read once per stretch: memory growth needs them every time,
+    /// and snailtracer grows memory 215,063 times per call, each a virtual call otherwise.
+    /// They live in the host, which stays borrowed, unchanged, for the whole stretch.
+    pub gas_params: *const GasParams,
     /// Storage slots this stretch of compiled code has loaded or stored, from
     /// [`with_slot_cache`] (see [`slots`]); null for none.
     pub slots: *mut SlotCache,
@@ -772,13 +777,14 @@ pub unsafe extern "C" fn kiln_grow_memory(
     // pointers inside it are valid and exclusively ours for the duration of the call.
     let ctx = unsafe { &mut *ctx };
     let interpreter = unsafe { &mut *ctx.interpreter };
-    let host = unsafe { &mut *ctx.host };
     // revm's `as_usize_or_fail`.
     if offset_high != 0 || usize::try_from(offset_low).is_err() {
         return InstructionResult::InvalidOperandOOG as u8;
     }
     interpreter.gas.set_remaining(ctx.gas);
-    let result = interpreter.resize_memory(host.gas_params(), offset_low as usize, len as usize);
+    // SAFETY: the dispatcher set `gas_params` from this frame's host, which outlives the call.
+    let gas_params = unsafe { &*ctx.gas_params };
+    let result = interpreter.resize_memory(gas_params, offset_low as usize, len as usize);
     ctx.gas = interpreter.gas.remaining();
     refresh_memory(ctx, interpreter);
     match result {

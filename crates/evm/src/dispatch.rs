@@ -194,6 +194,7 @@ fn run_compiled_inner<H: Host>(
         mem,
         mem_len,
         interpreter: interpreter as *mut _,
+        gas_params: host.gas_params() as *const _,
         host: host as &mut dyn Host as *mut dyn Host,
         slots: std::ptr::null_mut(),
     };
