@@ -9,6 +9,7 @@ use revm::{
     bytecode::opcode as op,
     primitives::{hardfork::SpecId, U256},
 };
+use std::sync::Arc;
 
 const SPECS: [SpecId; 13] = [
     SpecId::FRONTIER,
@@ -96,6 +97,23 @@ fn every_opcode_under_every_spec() {
     );
 }
 
+/// Ends `code` by returning all of memory, runs it with `data` as calldata under Osaka, and
+/// asserts that the interpreter and compiled code agree and that the run succeeded.
+#[track_caller]
+fn assert_returns_memory_alike(rt: &Arc<Runtime>, mut code: Vec<u8>, data: Vec<u8>, opcode: u8) {
+    code.extend_from_slice(&[op::MSIZE, op::PUSH0, op::RETURN]);
+    // Below the EIP-7825 per-transaction cap (2^24) that Osaka enforces.
+    let mut case = Case::call(code, 16_000_000, SpecId::OSAKA);
+    case.data = data;
+    let (a, b) = compare(&case, rt);
+    assert_eq!(a, b, "opcode {opcode:#04x}");
+    assert!(
+        a.result.as_ref().unwrap().is_success(),
+        "opcode {opcode:#04x}: {:?}",
+        a.result
+    );
+}
+
 /// Binary and ternary arithmetic over all pairs of edge values, results returned in memory.
 #[test]
 fn arithmetic_value_matrix() {
@@ -162,16 +180,7 @@ fn arithmetic_value_matrix() {
                 }
             }
         }
-        code.extend_from_slice(&[op::MSIZE, op::PUSH0, op::RETURN]);
-        // Below the EIP-7825 per-transaction cap (2^24) that Osaka enforces.
-        let case = Case::call(code, 16_000_000, SpecId::OSAKA);
-        let (a, b) = compare(&case, &rt);
-        assert_eq!(a, b, "opcode {opcode:#04x}");
-        assert!(
-            a.result.as_ref().unwrap().is_success(),
-            "opcode {opcode:#04x}: {:?}",
-            a.result
-        );
+        assert_returns_memory_alike(&rt, code, Vec::new(), opcode);
     }
 }
 
@@ -209,16 +218,8 @@ fn division_on_runtime_operands() {
                 slot += 1;
             }
         }
-        code.extend_from_slice(&[op::MSIZE, op::PUSH0, op::RETURN]);
-        let mut case = Case::call(code, 16_000_000, SpecId::OSAKA);
-        case.data = vals.iter().flat_map(|v| v.to_be_bytes::<32>()).collect();
-        let (a, b) = compare(&case, &rt);
-        assert_eq!(a, b, "opcode {opcode:#04x}");
-        assert!(
-            a.result.as_ref().unwrap().is_success(),
-            "opcode {opcode:#04x}: {:?}",
-            a.result
-        );
+        let data = vals.iter().flat_map(|v| v.to_be_bytes::<32>()).collect();
+        assert_returns_memory_alike(&rt, code, data, opcode);
     }
 }
 
@@ -255,18 +256,10 @@ fn division_by_constant_powers_of_two() {
                 slot += 1;
             }
         }
-        code.extend_from_slice(&[op::MSIZE, op::PUSH0, op::RETURN]);
-        let mut case = Case::call(code, 16_000_000, SpecId::OSAKA);
-        case.data = dividends
+        let data = dividends
             .iter()
             .flat_map(|v| v.to_be_bytes::<32>())
             .collect();
-        let (a, b) = compare(&case, &rt);
-        assert_eq!(a, b, "opcode {opcode:#04x}");
-        assert!(
-            a.result.as_ref().unwrap().is_success(),
-            "opcode {opcode:#04x}: {:?}",
-            a.result
-        );
+        assert_returns_memory_alike(&rt, code, data, opcode);
     }
 }
