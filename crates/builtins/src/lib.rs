@@ -169,17 +169,20 @@ unsafe fn cached_sload(
     };
     // SAFETY: `sp - 1` is the initialised top of the stack.
     let top = unsafe { stack.add(sp - 1) };
-    let key = unsafe { read_word(top) };
-    if let Some(value) = cache.get(&key) {
-        // SAFETY: `top` is a valid stack slot.
-        unsafe { top.write(value) };
-        return 0;
-    }
+    // SAFETY: `top` is the initialised top of the stack.
+    let claim = match cache.get_or_claim(&unsafe { read_word(top) }) {
+        Ok(value) => {
+            // SAFETY: `top` is a valid stack slot.
+            unsafe { top.write(value) };
+            return 0;
+        }
+        Err(claim) => claim,
+    };
     // SAFETY: forwarded from the caller; `run_revm_op` does not touch the cache.
     let status = unsafe { run_revm_op(ctx, 1, op) };
     if status == 0 {
         // SAFETY: revm replaced the key with the value in the same slot.
-        cache.insert(key, unsafe { read_word(top) });
+        cache.fill(claim, unsafe { read_word(top) });
     }
     status
 }
