@@ -717,7 +717,10 @@ pub unsafe extern "C" fn kiln_v_calldataload(ctx: *mut KilnCtx<'_>, io: *mut U25
     // SAFETY: forwarded from this function's contract.
     let (interpreter, offset) = unsafe { (frame_of(ctx), read_word(io)) };
     let offset: usize = offset.saturating_to();
-    let data = interpreter.input.input().as_bytes_memory(&interpreter.memory);
+    let data = interpreter
+        .input
+        .input()
+        .as_bytes_memory(&interpreter.memory);
     let word = data.get(offset..).map_or(U256::ZERO, padded_word);
     // SAFETY: forwarded from this function's contract.
     unsafe { *io = word };
@@ -771,7 +774,8 @@ pub fn value_builtin_name(opcode: u8) -> Option<(&'static str, usize)> {
 }
 
 /// The signature of [`kiln_grow_memory`].
-pub type GrowMemoryBuiltin = unsafe extern "C" fn(*mut KilnCtx<'static>, u64, u64, u64) -> u8;
+pub type GrowMemoryBuiltin =
+    unsafe extern "C" fn(*mut KilnCtx<'static>, u64, u64, u64, u64, u64) -> u8;
 
 /// Symbol of [`kiln_grow_memory`].
 pub const GROW_MEMORY_BUILTIN: &str = "kiln_grow_memory";
@@ -785,6 +789,11 @@ pub const GROW_MEMORY_BUILTIN: &str = "kiln_grow_memory";
 ///
 /// The compiled code's stack is not touched, so it stays in registers across the call.
 ///
+/// `ahead > len` asks for a growth that reaches ahead for a run of accesses
+/// (`kiln_compiler::analysis::GrowAhead`): memory grows to `offset_low + ahead` instead if the
+/// gas left after that expansion is at least `gas_after`; otherwise (and if that expansion
+/// fails for any reason, which then changes nothing) it grows for the access alone.
+///
 /// # Safety
 /// Called only by compiled code with the context the dispatcher set up.
 #[no_mangle]
@@ -793,6 +802,8 @@ pub unsafe extern "C" fn kiln_grow_memory(
     offset_low: u64,
     offset_high: u64,
     len: u64,
+    ahead: u64,
+    gas_after: u64,
 ) -> u8 {
     // SAFETY: the caller (compiled code, called by the dispatcher) guarantees `ctx` and the
     // pointers inside it are valid and exclusively ours for the duration of the call.
@@ -805,13 +816,38 @@ pub unsafe extern "C" fn kiln_grow_memory(
     interpreter.gas.set_remaining(ctx.gas);
     // SAFETY: the dispatcher set `gas_params` from this frame's host, which outlives the call.
     let gas_params = unsafe { &*ctx.gas_params };
-    let result = interpreter.resize_memory(gas_params, offset_low as usize, len as usize);
+    let offset = offset_low as usize;
+    let far = usize::try_from(ahead).ok().filter(|&ahead| {
+        ahead as u64 > len && affordable(interpreter, gas_params, offset, ahead, gas_after)
+    });
+    let result = match far {
+        // A failed expansion returns before changing anything (the gas was checked above, so
+        // only a memory limit can refuse it); the access alone is then grown as usual.
+        Some(ahead) if interpreter.resize_memory(gas_params, offset, ahead).is_ok() => Ok(()),
+        _ => interpreter.resize_memory(gas_params, offset, len as usize),
+    };
     ctx.gas = interpreter.gas.remaining();
     refresh_memory(ctx, interpreter);
     match result {
         Ok(()) => 0,
         Err(r) => r as u8,
     }
+}
+
+/// Whether growing memory to `offset + len` leaves at least `reserve` gas.
+fn affordable(
+    interpreter: &Interpreter<EthInterpreter>,
+    gas_params: &GasParams,
+    offset: usize,
+    len: usize,
+    reserve: u64,
+) -> bool {
+    let words = offset.saturating_add(len).div_ceil(32);
+    let memory = interpreter.gas.memory();
+    let cost = gas_params
+        .memory_cost(words)
+        .saturating_sub(memory.expansion_cost);
+    words > memory.words_num && cost.saturating_add(reserve) <= interpreter.gas.remaining()
 }
 
 /// Every builtin symbol and its address: host, stack, value and memory builtins.

@@ -63,6 +63,33 @@ pub struct Inst {
     pub outputs: u16,
     /// If this instruction starts a section: the section's checks.
     pub section: Option<Section>,
+    /// For a memory access that starts a run of accesses off one base: how far its growth may
+    /// reach ahead (see [`GrowAhead`]).
+    pub grow_ahead: Option<GrowAhead>,
+}
+
+/// Memory growth done once for a run of accesses at `base + c` in one block (Solidity fills a
+/// new struct or array field by field, each store one word past the last, so each grows memory
+/// by a word: snailtracer grew memory 215,063 times per call).
+///
+/// The first access of the run may grow memory to the end of the run's furthest access at once.
+/// Between the accesses lie only instructions that cannot observe gas or memory size or fail by
+/// value (inline arithmetic and stack operations, pure and value builtins, the run's own
+/// accesses), so growing and charging early is invisible as long as the gas left afterwards
+/// covers the static gas of the rest of the run: then the run reaches its last access in the
+/// interpreter too, and the interpreter's growths telescope to the same total charge. The
+/// growth builtin checks that and otherwise grows only for the access itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrowAhead {
+    /// Bytes from this access's offset to the end of the furthest access of the run.
+    pub bytes: u64,
+    /// Static gas of the run's instructions after this access, through its furthest-reaching
+    /// access.
+    pub gas_after: u64,
+    /// The end of the furthest constant-offset access inside the run (0 if none): growing ahead
+    /// is sound only where memory already reaches it, so that those accesses cannot grow
+    /// memory (and charge) themselves.
+    pub const_end: u64,
 }
 
 /// The checks done once at a section's start.
@@ -337,6 +364,7 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
             inputs,
             outputs,
             section: None,
+            grow_ahead: None,
         });
         pc += size;
     }
@@ -446,6 +474,10 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
         }
     }
 
+    for block in &blocks {
+        plan_growth_ahead(&mut insts[block.start..block.end]);
+    }
+
     Analysis {
         spec,
         code_len: code.len(),
@@ -454,6 +486,154 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
         jumpdests,
         resume_pcs,
         has_dynamic_jumps,
+    }
+}
+
+/// A stack value of a block as far as [`plan_growth_ahead`] follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sym {
+    /// A known constant.
+    Const(U256),
+    /// Value number `.0` (an unknown value, one number per value) plus `.1`.
+    Offset(u32, u64),
+}
+
+/// An open run of memory accesses off one base.
+struct Run {
+    /// Index (in the block) of its first access.
+    first: usize,
+    /// The base's value number and the first access's offset from it and end.
+    base: u32,
+    start: u64,
+    first_end: u64,
+    /// The furthest end (offset from the base) of its accesses so far.
+    end: u64,
+    /// Static gas of its instructions after the first so far, and through the access that
+    /// reached `end`.
+    gas: u64,
+    gas_at_end: u64,
+    /// The furthest end of a constant-offset access in it.
+    const_end: u64,
+}
+
+impl Run {
+    fn close(self, insts: &mut [Inst]) {
+        if self.end > self.first_end {
+            insts[self.first].grow_ahead = Some(GrowAhead {
+                bytes: self.end - self.start,
+                gas_after: self.gas_at_end,
+                const_end: self.const_end,
+            });
+        }
+    }
+}
+
+/// Finds the runs of [`GrowAhead`] in one block by following its stack symbolically: constants,
+/// and unknown values plus a constant (through ADD, DUP, SWAP), so that `mstore(p, ..)`,
+/// `mstore(add(p, 32), ..)` are seen to share the base `p`.
+fn plan_growth_ahead(insts: &mut [Inst]) {
+    let mut stack: Vec<Sym> = Vec::new();
+    let mut numbers = 0u32;
+    let mut fresh = || {
+        numbers += 1;
+        Sym::Offset(numbers, 0)
+    };
+    let mut run: Option<Run> = None;
+    for j in 0..insts.len() {
+        let (op, kind) = (insts[j].op, insts[j].kind);
+        let depth = match op {
+            opcode::DUP1..=opcode::DUP16 => (op - opcode::DUP1) as usize + 1,
+            opcode::SWAP1..=opcode::SWAP16 => (op - opcode::SWAP1) as usize + 2,
+            _ => insts[j].inputs as usize,
+        };
+        if stack.len() < depth {
+            // Values the block found on entry, each its own unknown.
+            let missing = depth - stack.len();
+            stack.splice(0..0, (0..missing).map(|_| fresh()));
+        }
+        // Whether this instruction may sit inside a run, and as which access.
+        let access = (kind == InstKind::Memory).then(|| {
+            let size = if op == opcode::MSTORE8 { 1 } else { 32 };
+            (stack[stack.len() - 1], size)
+        });
+        let inert = match kind {
+            InstKind::Inline => !matches!(op, opcode::GAS | opcode::MSIZE),
+            InstKind::StackBuiltin(..) | InstKind::ValueBuiltin(..) => true,
+            InstKind::Memory => true,
+            InstKind::HostBuiltin { .. } | InstKind::Halt(_) => false,
+        };
+        if let Some(r) = run.as_mut().filter(|_| inert) {
+            r.gas += insts[j].static_gas;
+            match access {
+                Some((Sym::Offset(base, c), size)) if base == r.base => {
+                    if let Some(end) = c.checked_add(size).filter(|&e| e > r.end) {
+                        r.end = end;
+                        r.gas_at_end = r.gas;
+                    }
+                }
+                Some((Sym::Const(k), size)) => {
+                    match u64::try_from(k).ok().and_then(|k| k.checked_add(size)) {
+                        Some(end) => r.const_end = r.const_end.max(end),
+                        // An access that cannot fit ends the run (and the frame).
+                        None => run.take().unwrap().close(insts),
+                    }
+                }
+                Some(_) => run.take().unwrap().close(insts),
+                None => {}
+            }
+        } else if let Some(r) = run.take() {
+            r.close(insts);
+        }
+        if run.is_none() {
+            if let Some((Sym::Offset(base, c), size)) = access {
+                if let Some(end) = c.checked_add(size) {
+                    run = Some(Run {
+                        first: j,
+                        base,
+                        start: c,
+                        first_end: end,
+                        end,
+                        gas: 0,
+                        gas_at_end: 0,
+                        const_end: 0,
+                    });
+                }
+            }
+        }
+
+        // The instruction's effect on the symbolic stack.
+        let n = stack.len();
+        match op {
+            opcode::PUSH0..=opcode::PUSH32 => stack.push(Sym::Const(insts[j].imm)),
+            opcode::DUP1..=opcode::DUP16 => stack.push(stack[n - depth]),
+            opcode::SWAP1..=opcode::SWAP16 => stack.swap(n - 1, n - depth),
+            opcode::ADD if kind == InstKind::Inline => {
+                let (a, b) = (stack[n - 1], stack[n - 2]);
+                stack.truncate(n - 2);
+                let sum = match (a, b) {
+                    (Sym::Const(x), Sym::Const(y)) => Some(Sym::Const(x.wrapping_add(y))),
+                    (Sym::Offset(v, c), Sym::Const(k)) | (Sym::Const(k), Sym::Offset(v, c)) => {
+                        u64::try_from(k)
+                            .ok()
+                            .and_then(|k| c.checked_add(k))
+                            .map(|c| Sym::Offset(v, c))
+                    }
+                    _ => None,
+                };
+                let sum = sum.unwrap_or_else(&mut fresh);
+                stack.push(sum);
+            }
+            _ => {
+                stack.truncate(n - insts[j].inputs as usize);
+                for _ in 0..insts[j].outputs {
+                    let v = fresh();
+                    stack.push(v);
+                }
+            }
+        }
+    }
+    if let Some(r) = run {
+        r.close(insts);
     }
 }
 
@@ -521,6 +701,56 @@ mod tests {
         // POP(2) + PUSH1(3) + SLOAD(100 warm base in Berlin+)
         assert_eq!(sections[1].1.gas, 2 + 3 + 100);
         assert_eq!(sections[1].1.min_height, 1);
+    }
+
+    #[test]
+    fn growth_ahead_for_runs_of_accesses_off_one_base() {
+        // p = calldataload(0) + 0x100; mstore(p, ..), mstore(p + 0x20, ..), [middle],
+        // mstore(p + 0x60, ..), mstore8(p + 0x90, ..), mload(p + 0x20)
+        let code = |middle: &[u8]| {
+            let mut c = vec![0x5f, 0x35, 0x61, 0x01, 0x00, 0x01];
+            let store = |c: &mut Vec<u8>, off: u8, op: u8| {
+                c.extend([0x80, 0x60, off, 0x01, 0x60, 0xaa, 0x90, op]);
+            };
+            store(&mut c, 0, opcode::MSTORE);
+            store(&mut c, 0x20, opcode::MSTORE);
+            c.extend_from_slice(middle);
+            store(&mut c, 0x60, opcode::MSTORE);
+            store(&mut c, 0x90, opcode::MSTORE8);
+            c.extend([0x80, 0x60, 0x20, 0x01, opcode::MLOAD, 0x00]);
+            c
+        };
+        let plans = |code: &[u8]| {
+            let a = analyze(code, SpecId::CANCUN);
+            a.insts
+                .iter()
+                .filter_map(|i| i.grow_ahead.map(|g| (i.pc, g)))
+                .collect::<Vec<_>>()
+        };
+        // One run: the first store reaches to p + 0x91; after it, 3 x (DUP1 PUSH1 ADD PUSH1
+        // SWAP1 MSTORE(8)) = 54 gas.
+        let ahead = |bytes, gas_after, const_end| GrowAhead {
+            bytes,
+            gas_after,
+            const_end,
+        };
+        assert_eq!(plans(&code(&[])), vec![(13, ahead(0x91, 54, 0))]);
+        // A host builtin splits it in two; the second starts at the store at p + 0x60.
+        assert_eq!(
+            plans(&code(&[0x60, 0x20, 0x5f, opcode::KECCAK256, 0x50])),
+            vec![(13, ahead(0x40, 18, 0)), (34, ahead(0x31, 18, 0))]
+        );
+        // GAS ends it too; a constant-offset access stays inside and is recorded.
+        assert_eq!(plans(&code(&[opcode::GAS, 0x50])).len(), 2);
+        assert_eq!(
+            plans(&code(&[0x61, 0x04, 0x00, opcode::MLOAD, 0x50])),
+            vec![(13, ahead(0x91, 54 + 3 + 3 + 2, 0x420))]
+        );
+        // Another base is a new run; an unknown base never matches.
+        assert_eq!(
+            plans(&code(&[0x5f, opcode::MLOAD, opcode::MLOAD, 0x50])).len(),
+            2
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 
 /// The version of the compiler's output. Part of every artifact key: artifacts built by another
 /// version are never loaded.
-pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+abi2");
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+abi3");
 
 /// The newest spec the compiler supports. Frames of newer specs stay on the interpreter.
 pub const MAX_SPEC: SpecId = SpecId::OSAKA;

@@ -7,7 +7,7 @@
 //! (`0` never), or [`kiln_builtins::STATUS_CONTINUE_IN_INTERPRETER`].
 
 use crate::{
-    analysis::{Analysis, BlockEnd, InstKind, STACK_LIMIT},
+    analysis::{Analysis, BlockEnd, GrowAhead, InstKind, STACK_LIMIT},
     CompileError,
 };
 use inkwell::{
@@ -698,7 +698,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// MLOAD / MSTORE / MSTORE8, inline. An access outside the current memory first calls the
     /// growth builtin, which charges the expansion and does not touch the stack, so the virtual
     /// stack stays in registers on both paths and they join before the access.
-    fn emit_memory_op(&mut self, pc: u32, op: u8) -> Res<()> {
+    ///
+    /// With `ahead`, a growth may reach ahead for the rest of the run (see [`GrowAhead`]), unless
+    /// one of the run's constant-offset accesses could still grow memory itself.
+    fn emit_memory_op(&mut self, pc: u32, op: u8, ahead: Option<GrowAhead>) -> Res<()> {
         let size: u64 = if op == opcode::MSTORE8 { 1 } else { 32 };
         let offset = self.peek(0)?;
         let value = if op == opcode::MLOAD {
@@ -716,7 +719,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             let access = self
                 .cx
                 .append_basic_block(self.func, &format!("pc{pc}.mem"));
-            self.emit_memory_check(pc, offset, size, access)?;
+            let ahead = ahead
+                .filter(|a| a.const_end <= self.mem_known)
+                .map_or((size, 0), |a| (a.bytes, a.gas_after));
+            self.emit_memory_check(pc, offset, size, ahead, access)?;
             self.b.position_at_end(access);
         }
         if let Some(end) = const_end {
@@ -736,12 +742,14 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     }
 
     /// Branches to `access` if `offset + size` lies inside the current memory, else grows it
-    /// first (or leaves the frame with the halt the growth reports).
+    /// first (or leaves the frame with the halt the growth reports). `(ahead, gas_after)`: the
+    /// growth may reach `offset + ahead` if `gas_after` gas is left after it.
     fn emit_memory_check(
         &mut self,
         pc: u32,
         offset: IntValue<'ctx>,
         size: u64,
+        (ahead, gas_after): (u64, u64),
         access: BasicBlock<'ctx>,
     ) -> Res<()> {
         let mem_len = self.load_i64(self.ctx_field(OFFSET_MEM_LEN, "mem_len.field")?, "mem_len")?;
@@ -793,6 +801,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 self.i64.into(),
                 self.i64.into(),
                 self.i64.into(),
+                self.i64.into(),
+                self.i64.into(),
             ],
             false,
         );
@@ -802,6 +812,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             off64.into(),
             high.into(),
             self.i64.const_int(size, false).into(),
+            self.i64.const_int(ahead, false).into(),
+            self.i64.const_int(gas_after, false).into(),
         ];
         let status = llvm(self.b.build_indirect_call(grow_ty, f, &args, "status"))?
             .try_as_basic_value()
@@ -1016,7 +1028,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     self.cache.retain(|idx, _| *idx < off);
                     self.push(r.into_int_value())?;
                 }
-                InstKind::Memory => self.emit_memory_op(inst.pc, inst.op)?,
+                InstKind::Memory => self.emit_memory_op(inst.pc, inst.op, inst.grow_ahead)?,
                 InstKind::HostBuiltin { name, suspends } => {
                     self.emit_host_call(
                         inst.pc,

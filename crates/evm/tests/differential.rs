@@ -859,3 +859,72 @@ fn storage_reads_after_stores_and_calls() {
     }
     assert!(rt.stats.compiled_frames.load(Ordering::Relaxed) > 0);
 }
+
+/// A run of stores off one base that the compiled code grows memory for at once (the first
+/// store reaches ahead to the last), with what may or may not sit inside such a run.
+#[test]
+fn memory_growth_ahead_for_a_run_of_accesses_off_one_base() {
+    let store = |a: Asm, offset: u64, value: u64, o: u8| {
+        let a = a.op(op::DUP1);
+        let a = if offset > 0 {
+            a.push(offset).op(op::ADD)
+        } else {
+            a
+        };
+        a.push(value).op(op::SWAP1).op(o)
+    };
+    // Bases the analysis cannot know: CALLDATALOAD of empty calldata plus 0x100, and products
+    // near the ends of the offset range (2^64 - 0x40; 2^256 - 0x30, whose later offsets wrap).
+    let bases = [
+        Asm::default()
+            .push(0u64)
+            .op(op::CALLDATALOAD)
+            .push(0x100u64)
+            .op(op::ADD),
+        Asm::default().push(u64::MAX - 0x3f).push(1u64).op(op::MUL),
+        Asm::default()
+            .push(U256::MAX - u(0x2f))
+            .push(1u64)
+            .op(op::MUL),
+    ];
+    // Put between the run's second and third store: nothing; instructions that end the run
+    // (GAS, MSIZE, KECCAK256) or a constant-offset access that itself grows memory; one inside
+    // memory; and a stack underflow in a later section of the run.
+    let middles: [&[u8]; 7] = [
+        &[],
+        &[op::GAS, op::POP],
+        &[op::MSIZE, op::POP],
+        &[0x60, 0x20, op::PUSH0, op::KECCAK256, op::POP],
+        &[0x61, 0x04, 0x00, op::MLOAD, op::POP],
+        &[0x60, 0x20, op::MLOAD, op::POP],
+        &[op::SWAP5],
+    ];
+    let rt = Runtime::jit();
+    for (b, base) in bases.iter().enumerate() {
+        for middle in middles {
+            let mut a = store(base.clone(), 0, 0x11, op::MSTORE);
+            a = store(a, 0x20, 0x22, op::MSTORE);
+            a.0.extend_from_slice(middle);
+            a = store(a, 0x60, 0x33, op::MSTORE);
+            a = store(a, 0x90, 0x44, op::MSTORE8);
+            let code = a
+                .op(op::DUP1)
+                .push(0x20u64)
+                .op(op::ADD)
+                .op(op::MLOAD)
+                .op(op::MSIZE)
+                .op(op::ADD)
+                .op(op::ADD)
+                .ret_top()
+                .build();
+            if b == 0 && middle.is_empty() {
+                let r = assert_same(&Case::call(code.clone(), 100_000, SpecId::CANCUN), &rt);
+                assert_eq!(returned_word(&r), u(0x100 + 0x22 + 0x1a0), "{}", hex(&code));
+            }
+            for gas in 21_000..21_400 {
+                assert_same(&Case::call(code.clone(), gas, SpecId::CANCUN), &rt);
+            }
+        }
+    }
+    assert!(rt.stats.compiled_frames.load(Ordering::Relaxed) > 0);
+}

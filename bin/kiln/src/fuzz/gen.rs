@@ -606,12 +606,13 @@ impl<'a> Gen<'a> {
 
     fn memory(&mut self) {
         for _ in 0..self.rng.random_range(1..=4) {
-            match self.rng.random_range(0..9) {
+            match self.rng.random_range(0..10) {
                 0..=1 => {
                     self.operand();
                     self.offset(200);
                     self.op(op::MSTORE);
                 }
+                9 => self.memory_run(),
                 2 => {
                     self.operand();
                     self.offset(200);
@@ -655,6 +656,55 @@ impl<'a> Gen<'a> {
                 }
             }
         }
+    }
+
+    /// Accesses at `base + k` for one base the compiler cannot know (a struct filled field by
+    /// field): the compiler grows memory once for such a run, which must stay invisible to gas,
+    /// MSIZE and halts, also with GAS, MSIZE or a constant-offset access inside the run.
+    fn memory_run(&mut self) {
+        self.offset(300);
+        self.push_u64(1);
+        self.op(op::MUL);
+        for _ in 0..self.rng.random_range(2..=5) {
+            self.op(op::DUP1);
+            let k = self.rng.random_range(0..6) * 32
+                + *[0, 0, 0, 1, 31].choose(self.rng).expect("non-empty");
+            self.push_u64(k);
+            self.op(op::ADD);
+            match self.rng.random_range(0..4) {
+                0..=1 => {
+                    self.operand();
+                    self.op(op::SWAP1);
+                    self.op(op::MSTORE);
+                }
+                2 => {
+                    self.operand();
+                    self.op(op::SWAP1);
+                    self.op(op::MSTORE8);
+                }
+                _ => {
+                    self.op(op::MLOAD);
+                    self.op(op::POP);
+                }
+            }
+            match self.rng.random_range(0..8) {
+                0 => {
+                    self.op(op::GAS);
+                    self.op(op::POP);
+                }
+                1 => {
+                    self.op(op::MSIZE);
+                    self.op(op::POP);
+                }
+                2 => {
+                    self.offset(200);
+                    self.op(op::MLOAD);
+                    self.op(op::POP);
+                }
+                _ => {}
+            }
+        }
+        self.op(op::POP);
     }
 
     fn slot(&mut self) {
