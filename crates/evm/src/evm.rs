@@ -110,6 +110,9 @@ where
     }
 
     fn frame_run(&mut self) -> Result<FrameInitOrResult<Self::Frame>, ContextDbError<CTX>> {
+        if !self.runtime.is_enabled() {
+            return self.inner.frame_run();
+        }
         let Evm {
             ctx,
             instruction,
