@@ -19,8 +19,10 @@ use std::sync::{atomic::Ordering, Arc};
 /// the same code take no lock and no reference-count traffic (a measurable share of a small
 /// contract's frame). Code that never runs compiled (a failed or refused compilation) is kept as
 /// `None`; code not compiled yet is not kept, since a background compile may fill it in.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameCache {
+    /// The runtime whose counters this cache's frames add to.
+    runtime: Arc<Runtime>,
     hits: FxHashMap<(B256, SpecId), Option<Arc<CompiledCode>>>,
     /// The function each live frame started on, by frame depth: a frame resumed after a call
     /// finds it here instead of hashing its code key again (a proxy's frame runs twice per
@@ -30,16 +32,49 @@ pub struct FrameCache {
     /// same code (a loop of calls into one contract), and comparing one hash is cheaper than
     /// hashing it.
     last: Option<((B256, SpecId), Option<CompiledFn>)>,
-    /// Frame counters not yet added to the runtime's: a shared atomic per frame was a measurable
-    /// part of a small contract's frame, so they are added once per transaction instead.
+    /// Frame counters not yet added to the runtime's. A shared atomic per frame was a
+    /// measurable part of a small contract's frame, and even one per transaction was 0.6% of
+    /// uniswap_v2_pair's `getReserves` (a locked add waits for every store before it), so they
+    /// are added once [`STATS_BATCH`] frames have gathered, and when the cache is dropped.
     compiled_frames: u64,
     interpreted_frames: u64,
     handoffs: u64,
 }
 
+/// Frames a [`FrameCache`] counts before adding its counters to the runtime's.
+pub const STATS_BATCH: u64 = 64;
+
+impl Drop for FrameCache {
+    fn drop(&mut self) {
+        self.flush_stats();
+    }
+}
+
 impl FrameCache {
-    /// Adds the frame counters gathered since the last call to `stats`.
-    pub fn flush_stats(&mut self, stats: &RuntimeStats) {
+    /// An empty cache for the EVM of `runtime`.
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        Self {
+            runtime,
+            hits: FxHashMap::default(),
+            by_depth: Vec::new(),
+            last: None,
+            compiled_frames: 0,
+            interpreted_frames: 0,
+            handoffs: 0,
+        }
+    }
+
+    /// Called after each transaction: adds the frame counters to the runtime's once at least
+    /// [`STATS_BATCH`] frames have gathered.
+    pub fn end_transaction(&mut self) {
+        if self.compiled_frames + self.interpreted_frames >= STATS_BATCH {
+            self.flush_stats();
+        }
+    }
+
+    /// Adds the frame counters gathered so far to the runtime's.
+    pub fn flush_stats(&mut self) {
+        let stats: &RuntimeStats = &self.runtime.stats;
         for (local, shared) in [
             (&mut self.compiled_frames, &stats.compiled_frames),
             (&mut self.interpreted_frames, &stats.interpreted_frames),

@@ -60,19 +60,25 @@ impl<CTX: ContextTr> KilnEvm<CTX, (), EthPrecompiles> {
         let precompiles = EthPrecompiles::new(spec);
         Self {
             inner: Evm::new(ctx, instructions, precompiles),
+            cache: FrameCache::new(runtime.clone()),
             runtime,
-            cache: FrameCache::default(),
         }
     }
 }
 
 impl<CTX, INSP, P> KilnEvm<CTX, INSP, P> {
+    /// Adds this EVM's frame counters to [`Runtime::stats`] now. They are otherwise added in
+    /// batches and when the EVM is dropped (see [`crate::registry::RuntimeStats`]).
+    pub fn flush_stats(&mut self) {
+        self.cache.flush_stats();
+    }
+
     /// Wraps an existing revm EVM.
     pub fn from_revm(inner: RevmEvm<CTX, INSP, P>, runtime: Arc<Runtime>) -> Self {
         Self {
             inner,
+            cache: FrameCache::new(runtime.clone()),
             runtime,
-            cache: FrameCache::default(),
         }
     }
 }
@@ -169,7 +175,7 @@ where
     fn transact_one(&mut self, tx: Self::Tx) -> Result<Self::ExecutionResult, Self::Error> {
         self.inner.ctx.set_tx(tx);
         let result = KilnHandler::<CTX, INSP, P>::default().run(self);
-        self.cache.flush_stats(&self.runtime.stats);
+        self.cache.end_transaction();
         result
     }
 
@@ -181,7 +187,7 @@ where
         &mut self,
     ) -> Result<ExecResultAndState<ExecutionResult<HaltReason>, EvmState>, Self::Error> {
         let result = KilnHandler::<CTX, INSP, P>::default().run(self);
-        self.cache.flush_stats(&self.runtime.stats);
+        self.cache.end_transaction();
         let state = self.finalize();
         result.map(|r| ExecResultAndState::new(r, state))
     }

@@ -85,7 +85,9 @@ pub enum CompilePolicy {
     LookupOnly,
 }
 
-/// Counters kept by the runtime (relaxed atomics: they are for reporting only).
+/// Counters kept by the runtime (relaxed atomics: they are for reporting only). The frame
+/// counters reach them from each EVM in batches of [`crate::dispatch::STATS_BATCH`] frames and
+/// when the EVM is dropped; `KilnEvm::flush_stats` adds an EVM's at once.
 #[derive(Debug, Default)]
 pub struct RuntimeStats {
     /// Frames that ran compiled code.

@@ -80,15 +80,30 @@ fn evm_factory_matches_eth_evm_factory() {
     assert_eq!(a.result, b.result);
     assert_eq!(a.state, b.state);
     assert!(a.result.is_success());
+    // Frame counters reach the runtime in batches; this EVM's are added now.
+    assert_eq!(runtime.stats.compiled_frames.load(Ordering::Relaxed), 0);
+    kiln.inner_mut().flush_stats();
     let compiled = runtime.stats.compiled_frames.load(Ordering::Relaxed);
     assert_eq!(compiled, 1);
 
     // With an inspector the frame runs on the interpreter.
     let mut traced = factory.create_evm_with_inspector(db(), env(), NoOpInspector {});
-    let c = traced.transact(tx).unwrap();
+    let c = traced.transact(tx.clone()).unwrap();
     assert_eq!(c.result, b.result);
+    traced.inner_mut().flush_stats();
     assert_eq!(
         runtime.stats.compiled_frames.load(Ordering::Relaxed),
         compiled
     );
+
+    // A batch of frames is added on its own, the rest when the EVM is dropped.
+    let batch = kiln_evm::dispatch::STATS_BATCH;
+    let mut evm = factory.create_evm(db(), env());
+    for _ in 0..=batch {
+        evm.transact(tx.clone()).unwrap();
+    }
+    let load = || runtime.stats.compiled_frames.load(Ordering::Relaxed);
+    assert_eq!(load(), compiled + batch);
+    drop(evm);
+    assert_eq!(load(), compiled + batch + 1);
 }

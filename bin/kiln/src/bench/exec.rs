@@ -116,6 +116,14 @@ impl Evm {
         }
     }
 
+    /// Adds a kiln EVM's frame counters to its runtime's now (they are otherwise added in
+    /// batches).
+    pub fn flush_stats(&mut self) {
+        if let Self::Kiln(evm) = self {
+            evm.flush_stats();
+        }
+    }
+
     /// The database (pre-state plus committed setup).
     pub fn db(&self) -> &BenchDb {
         match self {
@@ -600,8 +608,10 @@ impl Contender {
                 rt.stats.interpreted_frames.load(Ordering::Relaxed),
             )
         };
+        evm.flush_stats();
         let before = runtime.as_deref().map(counts);
         let timed = evm.observe(workload.tx.clone(), false);
+        evm.flush_stats();
         let frames = runtime
             .as_deref()
             .map(counts)
