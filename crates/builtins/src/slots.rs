@@ -154,8 +154,9 @@ impl SlotCache {
         }
     }
 
-    /// The present value of `key`, if this stretch loaded or stored it.
-    #[inline]
+    /// The present value of `key`, if this stretch loaded or stored it, without claiming an
+    /// entry on a miss (SLOAD uses [`SlotCache::get_or_claim`]).
+    #[cfg(test)]
     pub fn get(&mut self, key: &U256) -> Option<U256> {
         let set = Self::set(key);
         let i = self.find(set, key)?;

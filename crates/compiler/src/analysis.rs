@@ -489,6 +489,15 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
     }
 }
 
+/// Bytes MLOAD, MSTORE (32) and MSTORE8 (1) access.
+pub fn memory_access_size(op: u8) -> u64 {
+    if op == opcode::MSTORE8 {
+        1
+    } else {
+        32
+    }
+}
+
 /// A stack value of a block as far as [`plan_growth_ahead`] follows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sym {
@@ -552,12 +561,11 @@ fn plan_growth_ahead(insts: &mut [Inst]) {
             stack.splice(0..0, (0..missing).map(|_| fresh()));
         }
         // Whether this instruction may sit inside a run, and as which access.
-        let access = (kind == InstKind::Memory).then(|| {
-            let size = if op == opcode::MSTORE8 { 1 } else { 32 };
-            (stack[stack.len() - 1], size)
-        });
+        let access =
+            (kind == InstKind::Memory).then(|| (stack[stack.len() - 1], memory_access_size(op)));
         let inert = match kind {
-            InstKind::Inline => !matches!(op, opcode::GAS | opcode::MSIZE),
+            // MSIZE is a host builtin; GAS is the one inline instruction that observes gas.
+            InstKind::Inline => op != opcode::GAS,
             InstKind::StackBuiltin(..) | InstKind::ValueBuiltin(..) => true,
             InstKind::Memory => true,
             InstKind::HostBuiltin { .. } | InstKind::Halt(_) => false,

@@ -7,7 +7,7 @@
 //! (`0` never), or [`kiln_builtins::STATUS_CONTINUE_IN_INTERPRETER`].
 
 use crate::{
-    analysis::{Analysis, BlockEnd, GrowAhead, InstKind, STACK_LIMIT},
+    analysis::{memory_access_size, Analysis, BlockEnd, GrowAhead, InstKind, STACK_LIMIT},
     CompileError,
 };
 use inkwell::{
@@ -702,7 +702,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// With `ahead`, a growth may reach ahead for the rest of the run (see [`GrowAhead`]), unless
     /// one of the run's constant-offset accesses could still grow memory itself.
     fn emit_memory_op(&mut self, pc: u32, op: u8, ahead: Option<GrowAhead>) -> Res<()> {
-        let size: u64 = if op == opcode::MSTORE8 { 1 } else { 32 };
+        let size = memory_access_size(op);
         let offset = self.peek(0)?;
         let value = if op == opcode::MLOAD {
             None

@@ -64,6 +64,11 @@ impl FrameCache {
         }
     }
 
+    /// The runtime this cache looks functions up in and counts frames for.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     /// Called after each transaction: adds the frame counters to the runtime's once at least
     /// [`STATS_BATCH`] frames have gathered.
     pub fn end_transaction(&mut self) {
@@ -87,11 +92,7 @@ impl FrameCache {
     }
 
     /// The compiled function for the frame's code, if there is one.
-    fn lookup(
-        &mut self,
-        runtime: &Runtime,
-        interpreter: &mut Interpreter<EthInterpreter>,
-    ) -> Option<CompiledFn> {
+    fn lookup(&mut self, interpreter: &mut Interpreter<EthInterpreter>) -> Option<CompiledFn> {
         // Empty code stops at once; there is nothing to compile.
         if !interpreter.bytecode.is_legacy()
             || interpreter.bytecode.original_byte_slice().is_empty()
@@ -111,7 +112,10 @@ impl FrameCache {
             Entry::Occupied(e) => e.get().as_deref().map(CompiledCode::as_fn),
             Entry::Vacant(e) => {
                 let bytecode = &interpreter.bytecode;
-                match runtime.lookup(key.0, key.1, || bytecode.original_byte_slice().to_vec()) {
+                match self
+                    .runtime
+                    .lookup(key.0, key.1, || bytecode.original_byte_slice().to_vec())
+                {
                     Lookup::Ready(f) => e.insert(Some(f)).as_deref().map(CompiledCode::as_fn),
                     Lookup::Never => {
                         e.insert(None);
@@ -130,7 +134,6 @@ impl FrameCache {
     /// for its resumptions (a resumption is always after a call, so never at pc 0).
     fn function_for(
         &mut self,
-        runtime: &Runtime,
         depth: usize,
         interpreter: &mut Interpreter<EthInterpreter>,
     ) -> Option<CompiledFn> {
@@ -139,7 +142,7 @@ impl FrameCache {
                 return *f;
             }
         }
-        let f = self.lookup(runtime, interpreter);
+        let f = self.lookup(interpreter);
         if self.by_depth.len() <= depth {
             self.by_depth.resize(depth + 1, None);
         }
@@ -148,10 +151,9 @@ impl FrameCache {
     }
 }
 
-/// Runs the frame's interpreter until it returns an action, on compiled code if `runtime` has
-/// (or, by its policy, makes) a function for the frame's code.
+/// Runs the frame's interpreter until it returns an action, on compiled code if the cache's
+/// runtime has (or, by its policy, makes) a function for the frame's code.
 pub fn run_frame<H: Host>(
-    runtime: &Runtime,
     cache: &mut FrameCache,
     depth: usize,
     interpreter: &mut Interpreter<EthInterpreter>,
@@ -159,11 +161,7 @@ pub fn run_frame<H: Host>(
     table: &InstructionTable<EthInterpreter, H>,
     gas_table: &GasTable,
 ) -> InterpreterAction {
-    if !runtime.is_enabled() {
-        // Stock revm's path, without even the frame counters.
-        return interpret(interpreter, host, table, gas_table);
-    }
-    if let Some(f) = cache.function_for(runtime, depth, interpreter) {
+    if let Some(f) = cache.function_for(depth, interpreter) {
         cache.compiled_frames += 1;
         let (action, handed_off) = run_compiled_inner(f, interpreter, host, table, gas_table);
         if handed_off {

@@ -35,9 +35,8 @@ pub type RevmEvm<CTX, INSP, P> =
 pub struct KilnEvm<CTX, INSP = (), P = EthPrecompiles> {
     /// The wrapped revm EVM.
     pub inner: RevmEvm<CTX, INSP, P>,
-    /// The compiled-code registry and policy.
-    pub runtime: Arc<Runtime>,
-    /// Functions already found in `runtime` by this EVM.
+    /// The compiled-code runtime (registry and policy) and the functions this EVM has already
+    /// found in it.
     cache: FrameCache,
 }
 
@@ -60,13 +59,17 @@ impl<CTX: ContextTr> KilnEvm<CTX, (), EthPrecompiles> {
         let precompiles = EthPrecompiles::new(spec);
         Self {
             inner: Evm::new(ctx, instructions, precompiles),
-            cache: FrameCache::new(runtime.clone()),
-            runtime,
+            cache: FrameCache::new(runtime),
         }
     }
 }
 
 impl<CTX, INSP, P> KilnEvm<CTX, INSP, P> {
+    /// The compiled-code runtime this EVM dispatches to.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        self.cache.runtime()
+    }
+
     /// Adds this EVM's frame counters to [`Runtime::stats`] now. They are otherwise added in
     /// batches and when the EVM is dropped (see [`crate::registry::RuntimeStats`]).
     pub fn flush_stats(&mut self) {
@@ -77,8 +80,7 @@ impl<CTX, INSP, P> KilnEvm<CTX, INSP, P> {
     pub fn from_revm(inner: RevmEvm<CTX, INSP, P>, runtime: Arc<Runtime>) -> Self {
         Self {
             inner,
-            cache: FrameCache::new(runtime.clone()),
-            runtime,
+            cache: FrameCache::new(runtime),
         }
     }
 }
@@ -116,7 +118,7 @@ where
     }
 
     fn frame_run(&mut self) -> Result<FrameInitOrResult<Self::Frame>, ContextDbError<CTX>> {
-        if !self.runtime.is_enabled() {
+        if !self.cache.runtime().is_enabled() {
             return self.inner.frame_run();
         }
         let Evm {
@@ -128,7 +130,6 @@ where
         let depth = frame_stack.index().unwrap_or(0);
         let frame = frame_stack.get();
         let action = run_frame(
-            &self.runtime,
             &mut self.cache,
             depth,
             &mut frame.interpreter,
