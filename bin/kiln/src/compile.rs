@@ -112,7 +112,7 @@ pub fn run(args: CompileArgs) -> eyre::Result<()> {
         EmitArg::So => Emit::So,
     };
     let started = std::time::Instant::now();
-    let out = compile_to_bytes(&code, spec, &opts, emit).wrap_err("compilation failed")?;
+    let out = compile_to_bytes(&code, spec, &opts, None, emit).wrap_err("compilation failed")?;
     tracing::info!(
         bytes = code.len(),
         ?spec,

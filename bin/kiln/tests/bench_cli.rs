@@ -202,3 +202,42 @@ fn missing_path_is_a_clear_failure() {
         "{stderr}"
     );
 }
+
+#[test]
+fn profile_guided_mode_compiles_what_the_workload_runs() {
+    let standard = data("countdown.json");
+    let out = kiln_bench(&[
+        standard.to_str().unwrap(),
+        "--reps",
+        "3",
+        "--min-time",
+        "0.02",
+        "--json",
+        "--modes",
+        "jit,jit-profiled",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let line = |mode: &str| {
+        lines
+            .iter()
+            .find(|l| l["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {mode} line in {stdout}"))
+    };
+    let (jit, profiled) = (line("jit"), line("jit-profiled"));
+    assert_eq!(profiled["gas_used"], jit["gas_used"], "{profiled}");
+    assert_eq!(
+        profiled["compile_failures"],
+        serde_json::json!([]),
+        "{profiled}"
+    );
+    assert!(profiled["compile_ms"].as_f64().unwrap() > 0.0, "{profiled}");
+    // The profile is of this very transaction: it runs compiled from start to end.
+    assert_eq!(profiled["frames_compiled"], 1, "{profiled}");
+    assert_eq!(profiled["frames_handed_off"], 0, "{profiled}");
+    assert_eq!(jit["frames_handed_off"], 0, "{jit}");
+}

@@ -121,3 +121,31 @@ fn wrong_static_gas_of_add_is_found() {
 fn flipped_lt_is_found() {
     check_fault_is_found_and_minimized("flip-lt");
 }
+
+/// Compiling a pseudo-random half of each contract's blocks (`--modes jit-partial`, the shape
+/// of a profile-guided compilation that missed paths) agrees with the interpreter, and the
+/// cold blocks are really entered.
+#[test]
+fn partial_compilation_agrees_with_the_interpreter() {
+    let run = kiln(&[
+        "fuzz",
+        "--seed",
+        "20261201",
+        "--count",
+        "300",
+        "--forks",
+        "cancun,osaka",
+        "--modes",
+        "jit-partial",
+    ]);
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", text(&run.stderr));
+    assert!(stdout.trim_end().ends_with(" 0 divergences"), "{stdout}");
+    let handed_off: u64 = stdout
+        .split(" handed to the interpreter mid-way")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no hand-off count in {stdout}"));
+    assert!(handed_off > 100, "{stdout}");
+}

@@ -128,6 +128,9 @@ pub struct Block {
     pub end: usize,
     /// How it ends.
     pub end_kind: BlockEnd,
+    /// No profiled run entered it ([`Analysis::apply_coverage`]): its compiled form hands the
+    /// frame to the interpreter at its first pc.
+    pub cold: bool,
 }
 
 /// The result of analysing one bytecode for one spec.
@@ -221,9 +224,33 @@ impl Analysis {
         Some(s)
     }
 
-    /// Number of gas sections (the compile budgets and the pass pipeline are sized by it).
+    /// Number of gas sections in the blocks that are compiled (the compile budgets and the pass
+    /// pipeline are sized by it).
     pub fn section_count(&self) -> usize {
-        self.insts.iter().filter(|i| i.section.is_some()).count()
+        self.hot_insts().filter(|i| i.section.is_some()).count()
+    }
+
+    /// Marks every block whose first instruction `coverage` does not hold as cold (see
+    /// [`crate::Coverage`]) and returns how many are. Cold blocks are cheap to compile: they
+    /// hand the frame to the interpreter.
+    pub fn apply_coverage(&mut self, coverage: &crate::Coverage) -> usize {
+        for b in &mut self.blocks {
+            b.cold = !coverage.contains(self.insts[b.start].pc as usize);
+        }
+        self.blocks.iter().filter(|b| b.cold).count()
+    }
+
+    /// Number of blocks that are compiled (not cold).
+    pub fn hot_block_count(&self) -> usize {
+        self.blocks.iter().filter(|b| !b.cold).count()
+    }
+
+    /// The instructions of the blocks that are compiled (not cold), in pc order.
+    pub fn hot_insts(&self) -> impl Iterator<Item = &Inst> {
+        self.blocks
+            .iter()
+            .filter(|b| !b.cold)
+            .flat_map(|b| &self.insts[b.start..b.end])
     }
 
     /// Index of the block that starts at `pc`, if any.
@@ -441,6 +468,7 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
                 start,
                 end: i,
                 end_kind,
+                cold: false,
             });
         }
     }
@@ -681,6 +709,34 @@ mod tests {
         let a = analyze(&[0x60, 4, 0x56, 0x00, 0x5b, 0x5b, 0x00], SpecId::CANCUN);
         let starts: Vec<u32> = a.blocks.iter().map(|b| a.insts[b.start].pc).collect();
         assert_eq!(starts, vec![0, 4]);
+    }
+
+    #[test]
+    fn coverage_marks_blocks_never_entered_cold() {
+        // Three blocks: sload(0) and a jump; a JUMPDEST block with GAS, SLOAD and a jump (7
+        // instructions); a JUMPDEST block that stops.
+        let code = [
+            0x60, 0, 0x54, 0x60, 8, 0x56, 0x00, 0x00, // 0..8: sload(0), jump 8
+            0x5b, 0x5a, 0x60, 1, 0x54, 0x50, 0x60, 17, 0x56, // 8: gas, sload(1), jump 17
+            0x5b, 0x00, // 17: stop
+        ];
+        let mut a = analyze(&code, SpecId::CANCUN);
+        let starts: Vec<u32> = a.blocks.iter().map(|b| a.insts[b.start].pc).collect();
+        assert_eq!(starts, vec![0, 8, 17]);
+        let (all_sections, all_hot) = (a.section_count(), a.hot_insts().count());
+        // A pc inside block 8 that is not its first does not make it hot.
+        let cold = a.apply_coverage(&[0, 9, 17].into_iter().collect());
+        assert_eq!(cold, 1);
+        assert_eq!(
+            a.blocks.iter().map(|b| b.cold).collect::<Vec<_>>(),
+            vec![false, true, false]
+        );
+        assert_eq!(a.hot_block_count(), 2);
+        // Block 8 has two sections (ended by GAS and SLOAD) and one more (the jump).
+        assert_eq!(a.section_count(), all_sections - 3);
+        assert_eq!(a.hot_insts().count(), all_hot - 7);
+        assert_eq!(a.apply_coverage(&crate::Coverage::new()), 3);
+        assert_eq!(a.apply_coverage(&(0..code.len()).collect()), 0);
     }
 
     #[test]

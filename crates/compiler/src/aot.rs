@@ -153,7 +153,7 @@ impl ArtifactDir {
         code: &[u8],
         opts: &CompileOptions,
     ) -> Result<PathBuf, CompileError> {
-        let lib = compile_to_bytes(code, key.spec, opts, Emit::So)?;
+        let lib = compile_to_bytes(code, key.spec, opts, None, Emit::So)?;
         self.store(key, &lib)
     }
 

@@ -1,7 +1,7 @@
 //! In-process JIT: LLVM's MCJIT, one LLVM context per compiled function.
 
 use crate::{
-    build_module, host_target_machine, lower::Linking, CompileError, CompileOptions,
+    build_module, host_target_machine, lower::Linking, CompileError, CompileOptions, Coverage,
     AOT_ENTRY_SYMBOL,
 };
 use inkwell::{context::Context, execution_engine::ExecutionEngine, module::Module};
@@ -57,6 +57,7 @@ pub(crate) fn compile(
     code: &[u8],
     spec: SpecId,
     opts: &CompileOptions,
+    coverage: Option<&Coverage>,
 ) -> Result<JitFunction, CompileError> {
     let tm = host_target_machine(opts.opt_level)?;
     let context: *mut Context = Box::into_raw(Box::new(Context::create()));
@@ -64,7 +65,7 @@ pub(crate) fn compile(
     // nothing borrowed from it escapes that lifetime.
     let cx: &'static Context = unsafe { &*context };
     let built = (|| {
-        let (module, level) = build_module(cx, code, spec, opts, Linking::Direct, &tm)?;
+        let (module, level) = build_module(cx, code, spec, opts, coverage, Linking::Direct, &tm)?;
         let engine = module
             .create_jit_execution_engine(level.llvm())
             .map_err(|e| CompileError::Llvm(e.to_string()))?;

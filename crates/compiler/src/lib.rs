@@ -12,9 +12,11 @@
 
 pub mod analysis;
 pub mod aot;
+mod coverage;
 mod jit;
 mod lower;
 
+pub use coverage::Coverage;
 pub use jit::JitFunction;
 
 use inkwell::{
@@ -391,12 +393,14 @@ fn check_input(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Result<(), C
     Ok(())
 }
 
-/// Builds and optimises the module for `code` in `cx`.
+/// Builds and optimises the module for `code` in `cx`; with `coverage`, only the blocks it
+/// entered are compiled (see [`Coverage`]).
 fn build_module<'ctx>(
     cx: &'ctx Context,
     code: &[u8],
     spec: SpecId,
     opts: &CompileOptions,
+    coverage: Option<&Coverage>,
     linking: Linking,
     tm: &TargetMachine,
 ) -> Result<(Module<'ctx>, OptLevel), CompileError> {
@@ -404,6 +408,10 @@ fn build_module<'ctx>(
     let mut analysis = analysis::analyze(code, spec);
     if let Some(Fault::StaticGas { opcode, delta }) = opts.fault {
         analysis.inject_gas_fault(opcode, delta);
+    }
+    if let Some(coverage) = coverage {
+        let cold = analysis.apply_coverage(coverage);
+        tracing::debug!(cold, blocks = analysis.blocks.len(), "profile applied");
     }
     let blocks = analysis.blocks.len();
     if blocks > opts.max_blocks {
@@ -420,11 +428,7 @@ fn build_module<'ctx>(
             limit: opts.max_sections,
         });
     }
-    let wide = analysis
-        .insts
-        .iter()
-        .filter(|i| is_wide_arith(i.op))
-        .count();
+    let wide = analysis.hot_insts().filter(|i| is_wide_arith(i.op)).count();
     if wide > opts.max_wide_arith {
         return Err(CompileError::OverBudget {
             what: "256-bit multiplications and divisions",
@@ -454,7 +458,7 @@ fn build_module<'ctx>(
         debug_assertions: opts.debug_assertions,
         linking,
         flip_lt: opts.fault == Some(Fault::FlipLt),
-        pass_entry_slots: blocks <= opts.pass_slots_max_blocks,
+        pass_entry_slots: analysis.hot_block_count() <= opts.pass_slots_max_blocks,
     };
     lower::lower(cx, &module, &analysis, AOT_ENTRY_SYMBOL, lower_opts)?;
     module
@@ -521,25 +525,30 @@ impl Pipeline {
     }
 }
 
-/// Compiles `code` for `spec` into executable memory in this process.
+/// Compiles `code` for `spec` into executable memory in this process: the whole code, or with
+/// `coverage` only the blocks a profiled run entered (the others hand the frame to the
+/// interpreter; see [`Coverage`]).
 pub fn compile_jit(
     code: &[u8],
     spec: SpecId,
     opts: &CompileOptions,
+    coverage: Option<&Coverage>,
 ) -> Result<JitFunction, CompileError> {
-    jit::compile(code, spec, opts)
+    jit::compile(code, spec, opts, coverage)
 }
 
-/// Compiles `code` for `spec` and returns what `emit` asks for, as bytes.
+/// Compiles `code` for `spec` (all of it, or the blocks `coverage` holds, as in
+/// [`compile_jit`]) and returns what `emit` asks for, as bytes.
 pub fn compile_to_bytes(
     code: &[u8],
     spec: SpecId,
     opts: &CompileOptions,
+    coverage: Option<&Coverage>,
     emit: Emit,
 ) -> Result<Vec<u8>, CompileError> {
     let tm = host_target_machine(opts.opt_level)?;
     let cx = Context::create();
-    let (module, _) = build_module(&cx, code, spec, opts, Linking::PointerTable, &tm)?;
+    let (module, _) = build_module(&cx, code, spec, opts, coverage, Linking::PointerTable, &tm)?;
     match emit {
         Emit::Ir => Ok(module.print_to_string().to_bytes().to_vec()),
         Emit::Asm | Emit::Obj => {
@@ -570,16 +579,16 @@ mod tests {
     fn rejects_bad_input_with_reasons() {
         let o = CompileOptions::default();
         assert!(matches!(
-            compile_jit(&[], SpecId::CANCUN, &o),
+            compile_jit(&[], SpecId::CANCUN, &o, None),
             Err(CompileError::Empty)
         ));
         let big = vec![0x5b; o.max_code_size + 1];
         assert!(matches!(
-            compile_jit(&big, SpecId::CANCUN, &o),
+            compile_jit(&big, SpecId::CANCUN, &o, None),
             Err(CompileError::TooLarge { .. })
         ));
         assert!(matches!(
-            compile_jit(&[0x00], SpecId::AMSTERDAM, &o),
+            compile_jit(&[0x00], SpecId::AMSTERDAM, &o, None),
             Err(CompileError::UnsupportedSpec(_))
         ));
         let muls = [0x5f, 0x35]
@@ -588,19 +597,19 @@ mod tests {
             .chain([0x80, 0x02].repeat(o.max_wide_arith + 1))
             .collect::<Vec<u8>>();
         assert!(matches!(
-            compile_jit(&muls, SpecId::CANCUN, &o),
+            compile_jit(&muls, SpecId::CANCUN, &o, None),
             Err(CompileError::OverBudget { .. })
         ));
         let sloads = [0x5f, 0x54, 0x50].repeat(o.max_sections + 1);
         assert!(matches!(
-            compile_jit(&sloads, SpecId::CANCUN, &o),
+            compile_jit(&sloads, SpecId::CANCUN, &o, None),
             Err(CompileError::OverBudget { .. })
         ));
         // A dynamic jump over more JUMPDESTs than the budget.
         let mut dense = vec![0x5f, 0x35, 0x56];
         dense.extend(vec![0x5b; o.max_dynamic_targets + 1]);
         assert!(matches!(
-            compile_jit(&dense, SpecId::CANCUN, &o),
+            compile_jit(&dense, SpecId::CANCUN, &o, None),
             Err(CompileError::TooManyJumpTargets { targets, .. }) if targets == o.max_dynamic_targets + 1
         ));
     }
@@ -619,9 +628,9 @@ mod tests {
             .expect("loop-free");
         assert_eq!((line.host_calls, line.suspends), (7, 1));
         assert!(
-            matches!(compile_jit(&proxy, SpecId::CANCUN, &skip), Err(CompileError::Unprofitable(l)) if l == line)
+            matches!(compile_jit(&proxy, SpecId::CANCUN, &skip, None), Err(CompileError::Unprofitable(l)) if l == line)
         );
-        assert!(compile_jit(&proxy, SpecId::CANCUN, &CompileOptions::default()).is_ok());
+        assert!(compile_jit(&proxy, SpecId::CANCUN, &CompileOptions::default(), None).is_ok());
         // The same host calls inside a loop (a backward jump) always compile.
         let mut looped = vec![0x5b];
         looped.extend_from_slice(&proxy[..proxy.len() - 1]);
@@ -630,7 +639,7 @@ mod tests {
             analysis::analyze(&looped, SpecId::CANCUN).straight_line(),
             None
         );
-        assert!(compile_jit(&looped, SpecId::CANCUN, &skip).is_ok());
+        assert!(compile_jit(&looped, SpecId::CANCUN, &skip, None).is_ok());
         // Long straight-line arithmetic pays off.
         let arith = [0x60, 7, 0x80, 0x01]
             .repeat(40)
@@ -641,7 +650,7 @@ mod tests {
             .straight_line()
             .unwrap()
             .pays_off());
-        assert!(compile_jit(&arith, SpecId::CANCUN, &skip).is_ok());
+        assert!(compile_jit(&arith, SpecId::CANCUN, &skip, None).is_ok());
     }
 
     #[test]
@@ -687,6 +696,7 @@ mod tests {
             &[0x60, 1, 0x60, 2, 0x01, 0x00],
             SpecId::CANCUN,
             &CompileOptions::default(),
+            None,
             Emit::Ir,
         )
         .unwrap();

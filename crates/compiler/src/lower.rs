@@ -974,6 +974,19 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             self.cache
                 .insert(k as i64 - n, (phi.as_basic_value().into_int_value(), dirty));
         }
+        if block.cold {
+            // The interpreter runs this block from its first pc, its section check included:
+            // write back what only the registers hold and leave before charging anything.
+            self.flush()?;
+            let sp = self.cur_sp()?;
+            let (to_interp, pc_phi, sp_phi) = self.interpreter_exit_block()?;
+            let bb = self.b.get_insert_block().unwrap();
+            let pc = self.a.insts[block.start].pc;
+            pc_phi.add_incoming(&[(&self.i64.const_int(pc as u64, false), bb)]);
+            sp_phi.add_incoming(&[(&sp, bb)]);
+            llvm(self.b.build_unconditional_branch(to_interp))?;
+            return Ok(());
+        }
 
         for idx in block.start..block.end {
             let inst = &self.a.insts[idx];

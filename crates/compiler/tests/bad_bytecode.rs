@@ -4,7 +4,7 @@ use kiln_compiler::{compile_jit, compile_to_bytes, CompileError, CompileOptions,
 use revm::primitives::hardfork::SpecId;
 
 fn compile(code: &[u8]) -> Result<(), CompileError> {
-    compile_jit(code, SpecId::CANCUN, &CompileOptions::default()).map(|_| ())
+    compile_jit(code, SpecId::CANCUN, &CompileOptions::default(), None).map(|_| ())
 }
 
 #[test]
@@ -62,8 +62,14 @@ fn every_emit_kind_works() {
         0x60, 1, 0x60, 2, 0x01, 0x60, 0, 0x52, 0x60, 32, 0x60, 0, 0xf3,
     ];
     for emit in [Emit::Ir, Emit::Asm, Emit::Obj, Emit::So] {
-        let out =
-            compile_to_bytes(&code, SpecId::CANCUN, &CompileOptions::default(), emit).unwrap();
+        let out = compile_to_bytes(
+            &code,
+            SpecId::CANCUN,
+            &CompileOptions::default(),
+            None,
+            emit,
+        )
+        .unwrap();
         assert!(!out.is_empty());
     }
 }

@@ -8,8 +8,10 @@ pub mod difftest;
 pub mod dispatch;
 pub mod evm;
 pub mod factory;
+pub mod profile;
 pub mod registry;
 
 pub use evm::KilnEvm;
 pub use factory::{KilnAlloyEvm, KilnEvmFactory};
+pub use profile::CoverageInspector;
 pub use registry::{Backend, CompilePolicy, CompiledCode, Entry, Lookup, Runtime};

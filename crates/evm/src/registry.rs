@@ -3,7 +3,7 @@
 use kiln_builtins::CompiledFn;
 use kiln_compiler::{
     aot::{AotFunction, ArtifactDir, ArtifactKey},
-    CompileError, CompileOptions, JitFunction,
+    CompileError, CompileOptions, Coverage, JitFunction,
 };
 use revm::primitives::{hardfork::SpecId, B256};
 use rustc_hash::FxHashMap;
@@ -210,7 +210,7 @@ impl Runtime {
             None => {}
         }
         // Compile outside any lock: the execution path never waits on another compilation.
-        let entry = match self.compile(hash, spec, &code()) {
+        let entry = match self.compile(hash, spec, &code(), None) {
             Ok(f) => Entry::Ready(Arc::new(f)),
             Err(e) => {
                 tracing::debug!(%hash, ?spec, error = %e, "compilation failed; code stays on the interpreter");
@@ -221,21 +221,28 @@ impl Runtime {
         map.entry((hash, spec)).or_insert(entry).clone().into()
     }
 
-    /// Compiles `code` with this runtime's backend, without touching the registry.
+    /// Compiles `code` with this runtime's backend, without touching the registry: all of it,
+    /// or with `coverage` (JIT only) the blocks a profiled run entered
+    /// ([`kiln_compiler::Coverage`]).
     pub fn compile(
         &self,
         hash: B256,
         spec: SpecId,
         code: &[u8],
+        coverage: Option<&Coverage>,
     ) -> Result<CompiledCode, CompileError> {
         let start = Instant::now();
         let result = match &self.backend {
             Backend::Interpreter => Err(CompileError::Internal(
                 "interpreter backend compiles nothing".into(),
             )),
-            Backend::Jit => {
-                kiln_compiler::compile_jit(code, spec, &self.options).map(CompiledCode::Jit)
-            }
+            Backend::Jit => kiln_compiler::compile_jit(code, spec, &self.options, coverage)
+                .map(CompiledCode::Jit),
+            // An artifact is keyed by code, spec and compiler: one compiled from a profile would
+            // be loaded for runs it was not made for.
+            Backend::Aot(_) if coverage.is_some() => Err(CompileError::Aot(
+                "profile-guided compilation is JIT-only (artifact keys hold no profile)".into(),
+            )),
             Backend::Aot(dir) => {
                 let key = ArtifactKey::new(hash, spec);
                 match dir.load(&key)? {

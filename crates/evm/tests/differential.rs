@@ -928,3 +928,68 @@ fn memory_growth_ahead_for_a_run_of_accesses_off_one_base() {
     }
     assert!(rt.stats.compiled_frames.load(Ordering::Relaxed) > 0);
 }
+
+/// Profile-guided compilation: a block the profile did not enter hands the frame to the
+/// interpreter at its first pc, with the stack written back (entry slots passed in registers
+/// included) and nothing of the block charged. Every subset of compiled blocks must run exactly
+/// like the interpreter, at every gas limit around the program's cost.
+#[test]
+fn cold_blocks_hand_off_to_the_interpreter() {
+    use kiln_compiler::{analysis::analyze, CompileOptions, Coverage};
+    use kiln_evm::{Backend, CompilePolicy};
+    // n = 4, acc = 0; while n != 0 { acc += n; mstore(0x40, acc); n -= 1 } (back through a
+    // dynamic jump); CALL OTHER (a resume point); return acc
+    #[rustfmt::skip]
+    let mut code = vec![
+        0x60, 4, op::PUSH0, // 0: n, acc
+        op::JUMPDEST, op::DUP2, op::ISZERO, 0x60, 0, op::JUMPI, // 3: head; exit patched below
+        op::DUP2, op::ADD, op::DUP1, 0x60, 0x40, op::MSTORE, // 9: acc += n, mstore(0x40, acc)
+        op::SWAP1, 0x60, 1, op::SWAP1, op::SUB, op::SWAP1, // n -= 1
+        0x60, 3, op::DUP1, op::POP, op::JUMP, // dynamic jump to the head
+    ];
+    let exit = code.len() as u8;
+    code[7] = exit;
+    code.extend([op::JUMPDEST, op::SWAP1, op::POP]);
+    code.extend(call_other(op::CALL).op(op::POP).ret_top().build());
+    let other = Asm::default().push(7u64).ret_top().build();
+
+    let spec = SpecId::CANCUN;
+    let analysis = analyze(&code, spec);
+    let starts: Vec<usize> = analysis
+        .blocks
+        .iter()
+        .map(|b| analysis.insts[b.start].pc as usize)
+        .collect();
+    assert!(starts.len() >= 5, "blocks at {starts:?}");
+    let hash = keccak256(&code);
+    let mut handoffs = 0;
+    for mask in 0u32..1 << starts.len() {
+        let coverage: Coverage = starts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, &pc)| pc)
+            .collect();
+        let rt = Arc::new(Runtime::new(
+            Backend::Jit,
+            CompilePolicy::LookupOnly,
+            CompileOptions::default(),
+        ));
+        let f = rt
+            .compile(hash, spec, &code, Some(&coverage))
+            .expect("compiles");
+        rt.insert(hash, spec, Entry::Ready(Arc::new(f)));
+        let full = assert_same(&with_other(code.clone(), other.clone(), 200_000), &rt);
+        assert_eq!(returned_word(&full), u(10), "mask {mask:b}");
+        for gas in (21_000..full.tx_gas_used() + 40).step_by(23) {
+            assert_same(&with_other(code.clone(), other.clone(), gas), &rt);
+        }
+        let stats = &rt.stats;
+        assert!(
+            stats.compiled_frames.load(Ordering::Relaxed) > 0,
+            "mask {mask:b}"
+        );
+        handoffs += stats.handoffs.load(Ordering::Relaxed);
+    }
+    assert!(handoffs > 0, "no cold block was entered");
+}

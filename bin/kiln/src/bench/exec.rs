@@ -10,8 +10,8 @@ use std::{
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use eyre::WrapErr;
-use kiln_compiler::{aot::ArtifactDir, compile_to_bytes, CompileOptions, Emit};
-use kiln_evm::{CompilePolicy, Entry, KilnEvm, Runtime};
+use kiln_compiler::{aot::ArtifactDir, compile_to_bytes, CompileOptions, Coverage, Emit};
+use kiln_evm::{CompilePolicy, CoverageInspector, Entry, KilnEvm, Runtime};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::{
@@ -22,7 +22,8 @@ use revm::{
     handler::MainnetEvm,
     primitives::hardfork::SpecId,
     state::EvmState,
-    Context, Database, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext,
+    Context, Database, ExecuteCommitEvm, ExecuteEvm, InspectCommitEvm, InspectEvm, MainBuilder,
+    MainContext,
 };
 
 use super::workload::Workload;
@@ -36,6 +37,10 @@ pub enum Mode {
     Interpreter,
     /// kiln's EVM running in-process JIT-compiled contracts.
     Jit,
+    /// kiln's EVM running JIT code compiled from a profile: only the blocks the workload's own
+    /// transactions entered on the interpreter (setup and timed); other blocks hand the frame to
+    /// the interpreter. A node's profile comes from earlier blocks, so this is the best case.
+    JitProfiled,
     /// kiln's EVM running contracts compiled ahead of time into shared libraries.
     Aot,
 }
@@ -47,13 +52,14 @@ impl Mode {
             Self::Revm => "revm",
             Self::Interpreter => "interpreter",
             Self::Jit => "jit",
+            Self::JitProfiled => "jit-profiled",
             Self::Aot => "aot",
         }
     }
 
     /// Whether the mode runs compiled code (and so has compile figures).
     pub const fn compiles(self) -> bool {
-        matches!(self, Self::Jit | Self::Aot)
+        matches!(self, Self::Jit | Self::JitProfiled | Self::Aot)
     }
 }
 
@@ -465,8 +471,9 @@ pub struct Compiler {
     options: CompileOptions,
     /// Created on first use: only AOT runs need a directory.
     aot: Option<(tempfile::TempDir, ArtifactDir)>,
-    compiled: HashMap<(Mode, B256, SpecId), Compiled>,
-    objects: HashMap<(B256, SpecId), Result<u64, String>>,
+    /// By mode, code, spec and profile (a code shared by workloads is profiled per workload).
+    compiled: HashMap<(Mode, B256, SpecId, Option<Coverage>), Compiled>,
+    objects: HashMap<(B256, SpecId, Option<Coverage>), Result<u64, String>>,
 }
 
 impl Compiler {
@@ -490,7 +497,7 @@ impl Compiler {
         let backend = match mode {
             Mode::Revm => return Ok(None),
             Mode::Interpreter => return Ok(Some(Runtime::interpreter())),
-            Mode::Jit => kiln_evm::Backend::Jit,
+            Mode::Jit | Mode::JitProfiled => kiln_evm::Backend::Jit,
             Mode::Aot => kiln_evm::Backend::Aot(self.aot_dir()?.clone()),
         };
         Ok(Some(Arc::new(Runtime::new(
@@ -513,24 +520,37 @@ impl Compiler {
     }
 
     /// Compiles `codes` for `spec` with `runtime`'s backend (or reuses an earlier compilation)
-    /// and registers them, so that the workload runs compiled code from its first frame.
+    /// and registers them, so that the workload runs compiled code from its first frame. With
+    /// `profile`, each code is compiled from what ran of it, and one that did not run is not
+    /// compiled.
     pub fn fill(
         &mut self,
         mode: Mode,
         runtime: &Runtime,
         spec: SpecId,
         codes: &[(B256, Bytes)],
+        profile: Option<&CoverageInspector>,
     ) -> CompileReport {
         let mut report = CompileReport::default();
         for (hash, code) in codes {
             report.codes += 1;
             report.code_bytes += code.len();
+            let coverage = match profile.map(|p| p.coverage(hash)) {
+                None => None,
+                Some(Some(c)) => Some(c.clone()),
+                Some(None) => {
+                    report
+                        .failures
+                        .push(format!("{hash}: did not run in the profile"));
+                    continue;
+                }
+            };
             let compiled = self
                 .compiled
-                .entry((mode, *hash, spec))
+                .entry((mode, *hash, spec, coverage.clone()))
                 .or_insert_with(|| {
                     let start = Instant::now();
-                    let result = runtime.compile(*hash, spec, code);
+                    let result = runtime.compile(*hash, spec, code, coverage.as_ref());
                     let micros = start.elapsed().as_micros() as u64;
                     let entry = match result {
                         Ok(code) => Entry::Ready(Arc::new(code)),
@@ -544,7 +564,7 @@ impl Compiler {
                 Entry::Ready(_) => {
                     report.compile_micros += compiled.micros;
                     report.compiled_bytes += code.len();
-                    match self.object_size(*hash, spec, code) {
+                    match self.object_size(*hash, spec, code, coverage) {
                         Ok(size) => report.object_bytes += size,
                         Err(err) => report.failures.push(format!("{hash}: object: {err}")),
                     }
@@ -557,17 +577,43 @@ impl Compiler {
 
     /// Size of the object file LLVM emits for `code`: the native code plus its relocations and
     /// symbols. JIT code is the same machine code in memory.
-    fn object_size(&mut self, hash: B256, spec: SpecId, code: &[u8]) -> Result<u64, String> {
+    fn object_size(
+        &mut self,
+        hash: B256,
+        spec: SpecId,
+        code: &[u8],
+        coverage: Option<Coverage>,
+    ) -> Result<u64, String> {
         let options = self.options;
         self.objects
-            .entry((hash, spec))
+            .entry((hash, spec, coverage.clone()))
             .or_insert_with(|| {
-                compile_to_bytes(code, spec, &options, Emit::Obj)
+                compile_to_bytes(code, spec, &options, coverage.as_ref(), Emit::Obj)
                     .map(|obj| obj.len() as u64)
                     .map_err(|e| e.to_string())
             })
             .clone()
     }
+}
+
+/// Runs the workload's setup and timed transaction on stock revm's inspector path with a
+/// [`CoverageInspector`], on a fresh copy of the pre-state: what [`Mode::JitProfiled`] compiles
+/// from.
+fn profile(workload: &Workload) -> CoverageInspector {
+    let state = State::builder()
+        .with_cached_prestate((*workload.pre).clone())
+        .build();
+    let mut evm = Context::mainnet()
+        .with_cfg(workload.cfg.clone())
+        .with_block(workload.block.clone())
+        .with_db(state)
+        .build_mainnet_with_inspector(CoverageInspector::new());
+    for tx in &workload.setup {
+        // A failing setup transaction shows in the agreement check of every mode.
+        let _ = evm.inspect_tx_commit(tx.clone());
+    }
+    let _ = evm.inspect_tx(workload.tx.clone());
+    std::mem::take(&mut evm.inspector)
 }
 
 /// A mode set up on a workload: its EVM (pre-state plus setup, contracts compiled), what it
@@ -581,9 +627,38 @@ pub struct Contender {
     pub observed: Observed,
     /// Compile figures (compiled modes only).
     pub compile: Option<CompileReport>,
-    /// Frames of the check run's timed transaction that ran compiled code and interpreted
-    /// code (kiln modes only).
-    pub frames: Option<(u64, u64)>,
+    /// Frames of the check run's timed transaction (kiln modes only).
+    pub frames: Option<FrameCounts>,
+}
+
+/// How the frames of one run were executed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameCounts {
+    /// Frames that ran compiled code.
+    pub compiled: u64,
+    /// Frames that ran on the interpreter.
+    pub interpreted: u64,
+    /// Compiled frames that handed the frame to the interpreter mid-way (a cold block of a
+    /// profile-guided compilation, a failed section check, an unknown entry pc).
+    pub handed_off: u64,
+}
+
+impl FrameCounts {
+    fn of(rt: &Runtime) -> Self {
+        Self {
+            compiled: rt.stats.compiled_frames.load(Ordering::Relaxed),
+            interpreted: rt.stats.interpreted_frames.load(Ordering::Relaxed),
+            handed_off: rt.stats.handoffs.load(Ordering::Relaxed),
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            compiled: self.compiled - before.compiled,
+            interpreted: self.interpreted - before.interpreted,
+            handed_off: self.handed_off - before.handed_off,
+        }
+    }
 }
 
 impl Contender {
@@ -598,25 +673,20 @@ impl Contender {
         let compile = match &runtime {
             Some(rt) if mode.compiles() => {
                 let codes = evm.contract_codes();
-                Some(compiler.fill(mode, rt, workload.cfg.spec, &codes))
+                let profile = (mode == Mode::JitProfiled).then(|| profile(workload));
+                Some(compiler.fill(mode, rt, workload.cfg.spec, &codes, profile.as_ref()))
             }
             _ => None,
         };
-        let counts = |rt: &Runtime| {
-            (
-                rt.stats.compiled_frames.load(Ordering::Relaxed),
-                rt.stats.interpreted_frames.load(Ordering::Relaxed),
-            )
-        };
         evm.flush_stats();
-        let before = runtime.as_deref().map(counts);
+        let before = runtime.as_deref().map(FrameCounts::of);
         let timed = evm.observe(workload.tx.clone(), false);
         evm.flush_stats();
         let frames = runtime
             .as_deref()
-            .map(counts)
+            .map(FrameCounts::of)
             .zip(before)
-            .map(|((c1, i1), (c0, i0))| (c1 - c0, i1 - i0));
+            .map(|(after, before)| after.since(before));
         Ok(Self {
             mode,
             evm,

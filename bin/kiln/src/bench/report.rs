@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde_json::json;
 
 use super::{
-    exec::{CompileReport, Mode},
+    exec::{CompileReport, FrameCounts, Mode},
     measure::Stats,
 };
 
@@ -77,8 +77,8 @@ pub struct Row {
     pub status: String,
     /// Compile figures (compiled modes).
     pub compile: Option<CompileReport>,
-    /// Frames of one run that ran compiled and interpreted code (kiln modes).
-    pub frames: Option<(u64, u64)>,
+    /// Frames of one run (kiln modes).
+    pub frames: Option<FrameCounts>,
     /// Interpreter median / this mode's median, from the same run.
     pub speedup: Option<f64>,
     /// This mode's median / stock revm's median (> 1: slower than revm).
@@ -117,8 +117,9 @@ impl Row {
             "code_bytes": compile.map(|c| c.code_bytes),
             "object_bytes": compile.map(|c| c.object_bytes),
             "compile_failures": compile.map(|c| c.failures.clone()),
-            "frames_compiled": self.frames.map(|f| f.0),
-            "frames_interpreted": self.frames.map(|f| f.1),
+            "frames_compiled": self.frames.map(|f| f.compiled),
+            "frames_interpreted": self.frames.map(|f| f.interpreted),
+            "frames_handed_off": self.frames.map(|f| f.handed_off),
             "keccak_cache": KECCAK_CACHE,
         })
     }
@@ -231,13 +232,20 @@ impl Table {
             for failure in compile.map(|c| c.failures.as_slice()).unwrap_or_default() {
                 let _ = writeln!(out, "    note: {}: not compiled: {failure}", row.mode);
             }
-            if let Some((compiled, interpreted)) = row.frames {
-                if row.mode.compiles() && interpreted > 0 {
+            if let Some(f) = row.frames.filter(|_| row.mode.compiles()) {
+                let total = f.compiled + f.interpreted;
+                if f.interpreted > 0 {
                     let _ = writeln!(
                         out,
-                        "    note: {}: {interpreted} of {} frames ran on the interpreter",
-                        row.mode,
-                        compiled + interpreted
+                        "    note: {}: {} of {total} frames ran on the interpreter",
+                        row.mode, f.interpreted
+                    );
+                }
+                if f.handed_off > 0 {
+                    let _ = writeln!(
+                        out,
+                        "    note: {}: {} of {total} frames went on in the interpreter mid-way",
+                        row.mode, f.handed_off
                     );
                 }
             }

@@ -310,12 +310,12 @@ pub fn child(name: &str, size: usize) -> eyre::Result<ExitCode> {
     let code = (bomb.code)(size);
     let opts = CompileOptions::default();
     // LLVM's one-time target initialisation and the first context are not the bomb's cost.
-    compile_jit(&[op::PUSH0, op::POP, op::STOP], SPEC, &opts).wrap_err("warm-up compile")?;
+    compile_jit(&[op::PUSH0, op::POP, op::STOP], SPEC, &opts, None).wrap_err("warm-up compile")?;
     let rss_before = status_kib("VmRSS");
     // Resets VmHWM to the current RSS (Linux >= 4.0), so the peak is this compile's.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let started = Instant::now();
-    let result = compile_jit(&code, SPEC, &opts);
+    let result = compile_jit(&code, SPEC, &opts, None);
     let elapsed = started.elapsed();
     let peak = status_kib("VmHWM");
     let result = match result {

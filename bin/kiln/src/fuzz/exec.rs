@@ -9,10 +9,10 @@ use std::{
 
 use alloy_primitives::B256;
 use eyre::WrapErr;
-use kiln_compiler::{aot::ArtifactDir, CompileOptions};
+use kiln_compiler::{aot::ArtifactDir, CompileOptions, Coverage};
 use kiln_evm::{
     difftest::{run_kiln, run_revm, Case, Outcome},
-    CompilePolicy, Runtime,
+    CompilePolicy, Entry, Runtime,
 };
 use revm::{context_interface::result::ExecutionResult, primitives::hardfork::SpecId};
 
@@ -24,6 +24,10 @@ use crate::statetest::runner::Fork;
 pub enum FuzzMode {
     /// In-process JIT.
     Jit,
+    /// In-process JIT of a pseudo-random half of each pre-state contract's blocks (see
+    /// [`partial_coverage`]): the other blocks hand the frame to the interpreter, as the blocks
+    /// a profile missed do in profile-guided compilation.
+    JitPartial,
     /// Ahead-of-time compiled shared libraries.
     Aot,
 }
@@ -33,6 +37,7 @@ impl FuzzMode {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Jit => "jit",
+            Self::JitPartial => "jit-partial",
             Self::Aot => "aot",
         }
     }
@@ -53,7 +58,7 @@ impl ModeRuntime {
     /// A fresh runtime for `mode` compiling with `options`.
     pub fn new(mode: FuzzMode, options: CompileOptions) -> eyre::Result<Self> {
         let (backend, dir) = match mode {
-            FuzzMode::Jit => (kiln_evm::Backend::Jit, None),
+            FuzzMode::Jit | FuzzMode::JitPartial => (kiln_evm::Backend::Jit, None),
             FuzzMode::Aot => {
                 let dir = tempfile::Builder::new()
                     .prefix("kiln-fuzz-aot-")
@@ -71,9 +76,46 @@ impl ModeRuntime {
     }
 }
 
+/// A pseudo-random half of `code`'s pcs (pc 0 always), the same for the same code: about half
+/// of its blocks then compile and the rest hand the frame to the interpreter.
+pub fn partial_coverage(code: &[u8]) -> Coverage {
+    let hash = revm::primitives::keccak256(code);
+    let mut x = u64::from_le_bytes(hash[..8].try_into().expect("8 bytes")) | 1;
+    (0..code.len())
+        .filter(|&pc| {
+            // xorshift64
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            pc == 0 || x & 1 == 1
+        })
+        .collect()
+}
+
 /// Runs `case` on kiln; a panic becomes an outcome that differs from any real one.
 pub fn run_compiled(case: &Case, rt: &ModeRuntime) -> Outcome {
-    catch_unwind(AssertUnwindSafe(|| run_kiln(case, &rt.runtime))).unwrap_or_else(|panic| {
+    catch_unwind(AssertUnwindSafe(|| {
+        if rt.mode == FuzzMode::JitPartial {
+            for (_, account) in &case.pre {
+                let hash = revm::primitives::keccak256(&account.code);
+                if account.code.is_empty() || rt.runtime.get(hash, case.spec).is_some() {
+                    continue;
+                }
+                let coverage = partial_coverage(&account.code);
+                let entry =
+                    match rt
+                        .runtime
+                        .compile(hash, case.spec, &account.code, Some(&coverage))
+                    {
+                        Ok(code) => Entry::Ready(Arc::new(code)),
+                        Err(e) => Entry::Failed(e.to_string().into()),
+                    };
+                rt.runtime.insert(hash, case.spec, entry);
+            }
+        }
+        run_kiln(case, &rt.runtime)
+    }))
+    .unwrap_or_else(|panic| {
         let msg = panic
             .downcast_ref::<&str>()
             .map(|s| (*s).to_owned())

@@ -258,11 +258,12 @@ pub fn run(args: FuzzArgs) -> eyre::Result<ExitCode> {
         cases as f64 / elapsed.as_secs_f64().max(1e-9)
     );
     println!(
-        "compiled {} functions ({} refused or failed) in {:.1} s of compile time; {} frames ran compiled, {} interpreted",
+        "compiled {} functions ({} refused or failed) in {:.1} s of compile time; {} frames ran compiled ({} handed to the interpreter mid-way), {} interpreted",
         s.compilations.load(Relaxed),
         s.compile_failures.load(Relaxed),
         s.compile_micros.load(Relaxed) as f64 / 1e6,
         s.compiled_frames.load(Relaxed),
+        s.handoffs.load(Relaxed),
         s.interpreted_frames.load(Relaxed)
     );
     let endings = s.endings.lock().unwrap_or_else(|e| e.into_inner());
@@ -322,6 +323,7 @@ struct Stats {
     compile_micros: AtomicU64,
     compiled_frames: AtomicU64,
     interpreted_frames: AtomicU64,
+    handoffs: AtomicU64,
     /// How the interpreter's runs ended, by kind: evidence that programs get somewhere.
     endings: Mutex<std::collections::BTreeMap<String, u64>>,
 }
@@ -338,6 +340,7 @@ impl Stats {
             .fetch_add(rt.compiled_frames.load(Relaxed), Relaxed);
         self.interpreted_frames
             .fetch_add(rt.interpreted_frames.load(Relaxed), Relaxed);
+        self.handoffs.fetch_add(rt.handoffs.load(Relaxed), Relaxed);
     }
 }
 

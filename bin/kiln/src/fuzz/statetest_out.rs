@@ -168,7 +168,9 @@ pub fn write(
 /// i.e. with the injected fault if any), and the failure message if not.
 pub fn passes_compiled(path: &Path, rt: &ModeRuntime) -> eyre::Result<(bool, Option<String>)> {
     let mode = match rt.mode {
-        super::exec::FuzzMode::Jit => Mode::Jit,
+        // The state test runs on whatever the registry holds for its codes (the partial
+        // compilations, until the program is forgotten) and compiles the rest whole.
+        super::exec::FuzzMode::Jit | super::exec::FuzzMode::JitPartial => Mode::Jit,
         super::exec::FuzzMode::Aot => Mode::Aot,
     };
     let report = run(path, Backend::Compiled(rt.runtime.clone()), mode)?;
