@@ -224,9 +224,15 @@ impl Analysis {
         Some(s)
     }
 
-    /// Number of gas sections in the blocks that are compiled (the compile budgets and the pass
-    /// pipeline are sized by it).
+    /// Number of gas sections in the code (the pass pipeline is chosen by it, so that a profile
+    /// only removes code and never changes how the rest is optimised).
     pub fn section_count(&self) -> usize {
+        self.insts.iter().filter(|i| i.section.is_some()).count()
+    }
+
+    /// Number of gas sections in the blocks that are compiled (the compile budgets are sized by
+    /// it).
+    pub fn hot_section_count(&self) -> usize {
         self.hot_insts().filter(|i| i.section.is_some()).count()
     }
 
@@ -733,7 +739,8 @@ mod tests {
         );
         assert_eq!(a.hot_block_count(), 2);
         // Block 8 has two sections (ended by GAS and SLOAD) and one more (the jump).
-        assert_eq!(a.section_count(), all_sections - 3);
+        assert_eq!(a.hot_section_count(), all_sections - 3);
+        assert_eq!(a.section_count(), all_sections);
         assert_eq!(a.hot_insts().count(), all_hot - 7);
         assert_eq!(a.apply_coverage(&crate::Coverage::new()), 3);
         assert_eq!(a.apply_coverage(&(0..code.len()).collect()), 0);

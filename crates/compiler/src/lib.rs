@@ -420,7 +420,7 @@ fn build_module<'ctx>(
             limit: opts.max_blocks,
         });
     }
-    let sections = analysis.section_count();
+    let sections = analysis.hot_section_count();
     if sections > opts.max_sections {
         return Err(CompileError::OverBudget {
             what: "gas sections",

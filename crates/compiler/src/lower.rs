@@ -261,7 +261,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         {
             let block = &self.a.blocks[i];
             let first_section = self.a.insts[block.start].section.unwrap_or_default();
-            let n = if has_static_pred && self.opts.pass_entry_slots {
+            // A cold block only writes its entry slots back: its predecessors do that instead.
+            let n = if has_static_pred && self.opts.pass_entry_slots && !block.cold {
                 i64::from(first_section.min_height).min(PASSED_SLOTS)
             } else {
                 0
@@ -279,17 +280,15 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         // Entry at pc 0 or at a resume point; anything else continues in the interpreter.
         let unknown = self.cx.append_basic_block(self.func, "unknown_entry");
         let mut cases = Vec::new();
-        let start = match self.a.block_at(0) {
-            Some(i) => self.enter_from_memory(i)?,
-            None => self.end_bb,
-        };
-        cases.push((self.i64.const_zero(), start));
-        for &rpc in &self.a.resume_pcs {
-            let target = match self.a.block_at(rpc) {
+        // An entry into a cold block is left to `unknown`, which hands the frame over at the
+        // entry pc with nothing changed.
+        for pc in std::iter::once(0).chain(self.a.resume_pcs.iter().copied()) {
+            let target = match self.a.block_at(pc) {
+                Some(i) if self.a.blocks[i].cold => continue,
                 Some(i) => self.enter_from_memory(i)?,
                 None => self.end_bb,
             };
-            cases.push((self.i64.const_int(rpc as u64, false), target));
+            cases.push((self.i64.const_int(pc as u64, false), target));
         }
         llvm(self.b.build_switch(pc, unknown, &cases))?;
         self.b.position_at_end(unknown);
@@ -1543,16 +1542,27 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         llvm(self.b.build_conditional_branch(small, sw, invalid))?;
         self.b.position_at_end(sw);
         let t32 = llvm(self.b.build_int_truncate(target, self.cx.i32_type(), "t32"))?;
+        // Jumps into cold blocks share one hand-over at the target pc (the jump synced the
+        // stack), instead of a case block each.
+        let mut cold = None;
         let mut cases = Vec::new();
         for &d in &self.a.jumpdests {
             if let Some(i) = self.a.block_at(d) {
-                cases.push((
-                    self.cx.i32_type().const_int(d as u64, false),
-                    self.enter_from_memory(i)?,
-                ));
+                let dest = if self.a.blocks[i].cold {
+                    *cold.get_or_insert_with(|| self.cx.append_basic_block(self.func, "cold_jump"))
+                } else {
+                    self.enter_from_memory(i)?
+                };
+                cases.push((self.cx.i32_type().const_int(d as u64, false), dest));
             }
         }
         llvm(self.b.build_switch(t32, invalid, &cases))?;
+        if let Some(cold) = cold {
+            self.b.position_at_end(cold);
+            let pc = llvm(self.b.build_int_z_extend(t32, self.i64, "pc"))?;
+            self.store(self.ctx_field(OFFSET_PC, "pc.field")?, pc)?;
+            self.exit_with(STATUS_CONTINUE_IN_INTERPRETER)?;
+        }
         self.b.position_at_end(invalid);
         self.exit_with(InstructionResult::InvalidJump as u8)
     }
