@@ -107,3 +107,94 @@ fn evm_factory_matches_eth_evm_factory() {
     drop(evm);
     assert_eq!(load(), compiled + batch + 1);
 }
+
+/// The profile of profile-guided compilation comes from the factory's inspector path; code
+/// compiled from it runs the profiled path compiled and hands the rest to the interpreter.
+#[test]
+fn profile_from_the_factory_then_compile_what_ran() {
+    use alloy_evm::{EthEvmFactory, Evm, EvmEnv, EvmFactory};
+    use kiln_evm::{Backend, CompilePolicy, CoverageInspector, Entry, KilnEvmFactory};
+    use revm::{
+        context::{BlockEnv, CfgEnv, TxEnv},
+        database::{CacheDB, EmptyDB},
+        primitives::{keccak256, Bytes, TxKind, U256},
+        state::{AccountInfo, Bytecode},
+    };
+    use std::sync::{atomic::Ordering, Arc};
+
+    // if calldataload(0) { sstore(0, 1) } return calldataload(0) * 2
+    #[rustfmt::skip]
+    let code = vec![
+        0x5f, 0x35, 0x60, 8, 0x57, // 0: JUMPI to 8 if the word is non-zero
+        0x60, 13, 0x56, // 5: else jump to 13
+        0x5b, 0x60, 1, 0x5f, 0x55, // 8: sstore(0, 1), falls into 13
+        0x5b, 0x5f, 0x35, 0x60, 2, 0x02, 0x5f, 0x52, 0x60, 32, 0x5f, 0xf3, // 13: return word * 2
+    ];
+    let db = || {
+        let mut db = CacheDB::new(EmptyDB::default());
+        let bc = Bytecode::new_raw(Bytes::from(code.clone()));
+        db.insert_account_info(TARGET, AccountInfo::new(U256::ZERO, 1, bc.hash_slow(), bc));
+        db.insert_account_info(
+            CALLER,
+            AccountInfo {
+                balance: U256::from(10u64.pow(18)),
+                ..Default::default()
+            },
+        );
+        db
+    };
+    let env = || EvmEnv {
+        cfg_env: CfgEnv::new_with_spec(SpecId::PRAGUE),
+        block_env: BlockEnv {
+            gas_limit: 30_000_000,
+            ..Default::default()
+        },
+    };
+    let tx = |word: u64| {
+        TxEnv::builder()
+            .caller(CALLER)
+            .kind(TxKind::Call(TARGET))
+            .data(Bytes::from(U256::from(word).to_be_bytes_vec()))
+            .gas_limit(100_000)
+            .gas_price(0)
+            .build()
+            .unwrap()
+    };
+
+    let runtime = Arc::new(Runtime::new(
+        Backend::Jit,
+        CompilePolicy::LookupOnly,
+        Default::default(),
+    ));
+    let factory = KilnEvmFactory::new(runtime.clone());
+    let mut profiled = factory.create_evm_with_inspector(db(), env(), CoverageInspector::new());
+    assert!(profiled.transact(tx(0)).unwrap().result.is_success());
+    let hash = keccak256(&code);
+    let coverage = profiled
+        .inspector()
+        .coverage(&hash)
+        .expect("the code ran")
+        .clone();
+    assert!(coverage.contains(0) && coverage.contains(5) && coverage.contains(13));
+    assert!(
+        !coverage.contains(8),
+        "the untaken branch is not in the profile"
+    );
+
+    let compiled = runtime
+        .compile(hash, SpecId::PRAGUE, &code, Some(&coverage))
+        .unwrap();
+    runtime.insert(hash, SpecId::PRAGUE, Entry::Ready(Arc::new(compiled)));
+    for word in [0u64, 21] {
+        let mut kiln = factory.create_evm(db(), env());
+        let mut eth = EthEvmFactory::default().create_evm(db(), env());
+        let a = kiln.transact(tx(word)).unwrap();
+        let b = eth.transact(tx(word)).unwrap();
+        assert_eq!(a.result, b.result, "word {word}");
+        assert_eq!(a.state, b.state, "word {word}");
+        kiln.inner_mut().flush_stats();
+    }
+    // Both ran compiled; the second took the branch the profile never saw.
+    assert_eq!(runtime.stats.compiled_frames.load(Ordering::Relaxed), 2);
+    assert_eq!(runtime.stats.handoffs.load(Ordering::Relaxed), 1);
+}

@@ -76,6 +76,17 @@ pub type BenchCtx = Context<BlockEnv, TxEnv, CfgEnv, BenchDb>;
 /// Error of one transaction.
 pub type TxError = EVMError<<BenchDb as Database>::Error>;
 
+/// A context over a fresh copy of the workload's pre-state.
+fn context(workload: &Workload) -> BenchCtx {
+    let state = State::builder()
+        .with_cached_prestate((*workload.pre).clone())
+        .build();
+    Context::mainnet()
+        .with_cfg(workload.cfg.clone())
+        .with_block(workload.block.clone())
+        .with_db(state)
+}
+
 /// An EVM of one mode with the workload's state, built once and reused for every repetition.
 pub enum Evm {
     /// Stock revm.
@@ -88,13 +99,7 @@ impl Evm {
     /// An EVM over a fresh copy of the workload's pre-state: stock revm without a runtime,
     /// kiln's EVM with one.
     pub fn new(workload: &Workload, runtime: Option<Arc<Runtime>>) -> Self {
-        let state = State::builder()
-            .with_cached_prestate((*workload.pre).clone())
-            .build();
-        let ctx = Context::mainnet()
-            .with_cfg(workload.cfg.clone())
-            .with_block(workload.block.clone())
-            .with_db(state);
+        let ctx = context(workload);
         match runtime {
             None => Self::Revm(ctx.build_mainnet()),
             Some(runtime) => Self::Kiln(KilnEvm::new(ctx, runtime)),
@@ -600,14 +605,7 @@ impl Compiler {
 /// [`CoverageInspector`], on a fresh copy of the pre-state: what [`Mode::JitProfiled`] compiles
 /// from.
 fn profile(workload: &Workload) -> CoverageInspector {
-    let state = State::builder()
-        .with_cached_prestate((*workload.pre).clone())
-        .build();
-    let mut evm = Context::mainnet()
-        .with_cfg(workload.cfg.clone())
-        .with_block(workload.block.clone())
-        .with_db(state)
-        .build_mainnet_with_inspector(CoverageInspector::new());
+    let mut evm = context(workload).build_mainnet_with_inspector(CoverageInspector::new());
     for tx in &workload.setup {
         // A failing setup transaction shows in the agreement check of every mode.
         let _ = evm.inspect_tx_commit(tx.clone());
