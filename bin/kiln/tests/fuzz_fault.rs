@@ -123,8 +123,9 @@ fn flipped_lt_is_found() {
 }
 
 /// Compiling a pseudo-random half of each contract's blocks (`--modes jit-partial`, the shape
-/// of a profile-guided compilation that missed paths) agrees with the interpreter, and the
-/// cold blocks are really entered.
+/// of a profile-guided compilation that missed paths) and compiling from the runtime's own
+/// profile of a first run (`jit-profiled`) agree with the interpreter, and cold blocks are
+/// really entered.
 #[test]
 fn partial_compilation_agrees_with_the_interpreter() {
     let run = kiln(&[
@@ -136,7 +137,7 @@ fn partial_compilation_agrees_with_the_interpreter() {
         "--forks",
         "cancun,osaka",
         "--modes",
-        "jit-partial",
+        "jit-partial,jit-profiled",
     ]);
     let stdout = text(&run.stdout);
     assert!(run.status.success(), "{stdout}\n{}", text(&run.stderr));

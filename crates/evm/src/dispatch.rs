@@ -1,7 +1,8 @@
 //! Running one frame: compiled code when the registry has it, revm's interpreter otherwise.
 
-use crate::registry::{CompiledCode, Lookup, Runtime, RuntimeStats};
+use crate::registry::{CompiledCode, Lookup, Profile, Runtime, RuntimeStats};
 use kiln_builtins::{with_slot_cache, CompiledFn, KilnCtx, STATUS_CONTINUE_IN_INTERPRETER};
+use kiln_compiler::Coverage;
 use revm::primitives::B256;
 use revm::{
     interpreter::{
@@ -24,10 +25,10 @@ pub struct FrameCache {
     /// The runtime whose counters this cache's frames add to.
     runtime: Arc<Runtime>,
     hits: FxHashMap<(B256, SpecId), Option<Arc<CompiledCode>>>,
-    /// The function each live frame started on, by frame depth: a frame resumed after a call
+    /// How each live frame started running, by frame depth: a frame resumed after a call
     /// finds it here instead of hashing its code key again (a proxy's frame runs twice per
     /// transaction). The `Arc` in `hits` keeps each function alive.
-    by_depth: Vec<Option<CompiledFn>>,
+    by_depth: Vec<FrameRun>,
     /// The last code key looked up in `hits` and its answer: consecutive frames often run the
     /// same code (a loop of calls into one contract), and comparing one hash is cheaper than
     /// hashing it.
@@ -39,6 +40,17 @@ pub struct FrameCache {
     compiled_frames: u64,
     interpreted_frames: u64,
     handoffs: u64,
+}
+
+/// How a frame runs.
+#[derive(Clone, Debug)]
+enum FrameRun {
+    /// On revm's interpreter.
+    Interpret,
+    /// On compiled code.
+    Compiled(CompiledFn),
+    /// On revm's interpreter, recording what runs into the code's profile.
+    Profile(Arc<Profile>),
 }
 
 /// Frames a [`FrameCache`] counts before adding its counters to the runtime's.
@@ -91,13 +103,13 @@ impl FrameCache {
         }
     }
 
-    /// The compiled function for the frame's code, if there is one.
-    fn lookup(&mut self, interpreter: &mut Interpreter<EthInterpreter>) -> Option<CompiledFn> {
+    /// How the frame's code runs: compiled if there is a function for it.
+    fn lookup(&mut self, interpreter: &mut Interpreter<EthInterpreter>) -> FrameRun {
         // Empty code stops at once; there is nothing to compile.
         if !interpreter.bytecode.is_legacy()
             || interpreter.bytecode.original_byte_slice().is_empty()
         {
-            return None;
+            return FrameRun::Interpret;
         }
         let key = (
             interpreter.bytecode.get_or_calculate_hash(),
@@ -105,7 +117,7 @@ impl FrameCache {
         );
         if let Some((last, f)) = self.last {
             if last == key {
-                return f;
+                return f.map_or(FrameRun::Interpret, FrameRun::Compiled);
             }
         }
         let f = match self.hits.entry(key) {
@@ -122,31 +134,29 @@ impl FrameCache {
                         None
                     }
                     // Not remembered: a background compilation may fill it in.
-                    Lookup::NotYet => return None,
+                    Lookup::NotYet => return FrameRun::Interpret,
+                    // Not remembered: the profile ends in a compilation.
+                    Lookup::Profile(p) => return FrameRun::Profile(p),
                 }
             }
         };
         self.last = Some((key, f));
-        f
+        f.map_or(FrameRun::Interpret, FrameRun::Compiled)
     }
 
-    /// The function for the frame at `depth`: looked up when the frame starts (pc 0), remembered
-    /// for its resumptions (a resumption is always after a call, so never at pc 0).
-    fn function_for(
-        &mut self,
-        depth: usize,
-        interpreter: &mut Interpreter<EthInterpreter>,
-    ) -> Option<CompiledFn> {
+    /// How the frame at `depth` runs: looked up when the frame starts (pc 0), remembered for its
+    /// resumptions (a resumption is always after a call, so never at pc 0).
+    fn run_for(&mut self, depth: usize, interpreter: &mut Interpreter<EthInterpreter>) -> FrameRun {
         if interpreter.bytecode.pc() != 0 {
             if let Some(f) = self.by_depth.get(depth) {
-                return *f;
+                return f.clone();
             }
         }
         let f = self.lookup(interpreter);
         if self.by_depth.len() <= depth {
-            self.by_depth.resize(depth + 1, None);
+            self.by_depth.resize(depth + 1, FrameRun::Interpret);
         }
-        self.by_depth[depth] = f;
+        self.by_depth[depth] = f.clone();
         f
     }
 }
@@ -161,20 +171,52 @@ pub fn run_frame<H: Host>(
     table: &InstructionTable<EthInterpreter, H>,
     gas_table: &GasTable,
 ) -> InterpreterAction {
-    if let Some(f) = cache.function_for(depth, interpreter) {
-        cache.compiled_frames += 1;
-        let (action, handed_off) = run_compiled_inner(f, interpreter, host, table, gas_table);
-        if handed_off {
-            cache.handoffs += 1;
-            tracing::trace!(
-                pc = interpreter.bytecode.pc(),
-                "compiled code handed the frame to the interpreter"
-            );
+    match cache.run_for(depth, interpreter) {
+        FrameRun::Compiled(f) => {
+            cache.compiled_frames += 1;
+            let (action, handed_off) = run_compiled_inner(f, interpreter, host, table, gas_table);
+            if handed_off {
+                cache.handoffs += 1;
+                tracing::trace!(
+                    pc = interpreter.bytecode.pc(),
+                    "compiled code handed the frame to the interpreter"
+                );
+            }
+            action
         }
-        return action;
+        FrameRun::Interpret => {
+            cache.interpreted_frames += 1;
+            interpret(interpreter, host, table, gas_table)
+        }
+        FrameRun::Profile(profile) => {
+            cache.interpreted_frames += 1;
+            interpret_recording(interpreter, host, table, gas_table, &profile)
+        }
     }
-    cache.interpreted_frames += 1;
-    interpret(interpreter, host, table, gas_table)
+}
+
+/// revm's interpreter loop ([`Interpreter::run_plain`]) that also records the pc of every
+/// instruction it executes into `profile`.
+#[inline(never)]
+fn interpret_recording<H: Host>(
+    interpreter: &mut Interpreter<EthInterpreter>,
+    host: &mut H,
+    table: &InstructionTable<EthInterpreter, H>,
+    gas_table: &GasTable,
+    profile: &Profile,
+) -> InterpreterAction {
+    let mut run = Coverage::new();
+    let result = loop {
+        run.record(interpreter.bytecode.pc());
+        if let Err(result) = interpreter.step(table, gas_table, host) {
+            break result;
+        }
+    };
+    profile.record(&run);
+    if interpreter.bytecode.action().is_none() {
+        interpreter.halt(result);
+    }
+    interpreter.take_next_action()
 }
 
 /// revm's interpreter loop, kept out of line: inlined into `run_frame` it was register-allocated

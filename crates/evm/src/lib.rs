@@ -14,4 +14,4 @@ pub mod registry;
 pub use evm::KilnEvm;
 pub use factory::{KilnAlloyEvm, KilnEvmFactory};
 pub use profile::CoverageInspector;
-pub use registry::{Backend, CompilePolicy, CompiledCode, Entry, Lookup, Runtime};
+pub use registry::{Backend, CompilePolicy, CompiledCode, Entry, Lookup, Profile, Runtime};

@@ -10,7 +10,7 @@ use rustc_hash::FxHashMap;
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
     },
     time::Instant,
 };
@@ -41,6 +41,10 @@ pub enum Entry {
     Ready(Arc<CompiledCode>),
     /// Compilation failed or was refused; the code stays on the interpreter.
     Failed(Arc<str>),
+    /// Not compiled yet: its frames run on the interpreter and record which instructions run,
+    /// for a profile-guided compilation ([`Runtime::start_profile`],
+    /// [`CompilePolicy::AfterProfile`]).
+    Profiling(Arc<Profile>),
 }
 
 /// What [`Runtime::lookup`] found for a frame's code.
@@ -53,6 +57,8 @@ pub enum Lookup {
     Never,
     /// Not compiled yet; a background compilation may still fill it in.
     NotYet,
+    /// Not compiled yet: interpret the frame and record what runs into this profile.
+    Profile(Arc<Profile>),
 }
 
 impl From<Entry> for Lookup {
@@ -60,7 +66,41 @@ impl From<Entry> for Lookup {
         match entry {
             Entry::Ready(f) => Lookup::Ready(f),
             Entry::Failed(_) => Lookup::Never,
+            Entry::Profiling(p) => Lookup::Profile(p),
         }
+    }
+}
+
+/// What the execution path has recorded of one code while it runs on the interpreter: the
+/// union of the instructions its frames ran, and how many frame runs (a frame resumed after a
+/// call runs again) contributed.
+#[derive(Debug, Default)]
+pub struct Profile {
+    coverage: Mutex<Coverage>,
+    runs: AtomicU64,
+}
+
+impl Profile {
+    /// Adds what one frame run executed.
+    pub fn record(&self, run: &Coverage) {
+        self.coverage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .merge(run);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Frame runs recorded so far.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// The instructions recorded so far.
+    pub fn coverage(&self) -> Coverage {
+        self.coverage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -83,6 +123,13 @@ pub enum CompilePolicy {
     /// Never compile on the execution path; only run what is already in the registry (filled in
     /// the background or ahead of time).
     LookupOnly,
+    /// Interpret a code's first `runs` frame runs while recording what they execute, then
+    /// compile only that (synchronously, on the execution path, as [`Self::OnFirstSight`]
+    /// does): the blocks no profiled run entered hand the frame to the interpreter.
+    AfterProfile {
+        /// Frame runs to profile before compiling.
+        runs: u64,
+    },
 }
 
 /// Counters kept by the runtime (relaxed atomics: they are for reporting only). The frame
@@ -199,18 +246,43 @@ impl Runtime {
         self.len() == 0
     }
 
+    /// Starts recording what the frames of `(hash, spec)` execute (they run on the
+    /// interpreter until the entry is replaced) and returns the profile; the existing one if it
+    /// is being profiled already, `None` if it is compiled or failed.
+    pub fn start_profile(&self, hash: B256, spec: SpecId) -> Option<Arc<Profile>> {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        match map
+            .entry((hash, spec))
+            .or_insert_with(|| Entry::Profiling(Arc::default()))
+        {
+            Entry::Profiling(p) => Some(p.clone()),
+            Entry::Ready(_) | Entry::Failed(_) => None,
+        }
+    }
+
     /// The compiled function for a frame, compiling it first if the policy says so.
     pub fn lookup(&self, hash: B256, spec: SpecId, code: impl FnOnce() -> Vec<u8>) -> Lookup {
         if !self.is_enabled() {
             return Lookup::Never;
         }
-        match self.get(hash, spec) {
-            Some(entry) => return entry.into(),
-            None if self.policy == CompilePolicy::LookupOnly => return Lookup::NotYet,
-            None => {}
-        }
+        let profile = match (self.get(hash, spec), self.policy) {
+            (Some(Entry::Profiling(p)), CompilePolicy::AfterProfile { runs })
+                if p.runs() >= runs =>
+            {
+                Some(p)
+            }
+            (Some(entry), _) => return entry.into(),
+            (None, CompilePolicy::LookupOnly) => return Lookup::NotYet,
+            (None, CompilePolicy::AfterProfile { runs }) if runs > 0 => {
+                return self
+                    .start_profile(hash, spec)
+                    .map_or_else(|| self.lookup(hash, spec, code), Lookup::Profile)
+            }
+            (None, _) => None,
+        };
         // Compile outside any lock: the execution path never waits on another compilation.
-        let entry = match self.compile(hash, spec, &code(), None) {
+        let coverage = profile.as_ref().map(|p| p.coverage());
+        let entry = match self.compile(hash, spec, &code(), coverage.as_ref()) {
             Ok(f) => Entry::Ready(Arc::new(f)),
             Err(e) => {
                 tracing::debug!(%hash, ?spec, error = %e, "compilation failed; code stays on the interpreter");
@@ -218,7 +290,15 @@ impl Runtime {
             }
         };
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        map.entry((hash, spec)).or_insert(entry).clone().into()
+        let slot = map.entry((hash, spec)).or_insert_with(|| entry.clone());
+        // The profile this compilation came from gives way to it; anything else another thread
+        // put there first stays.
+        if let (Entry::Profiling(current), Some(used)) = (&*slot, &profile) {
+            if Arc::ptr_eq(current, used) {
+                *slot = entry;
+            }
+        }
+        slot.clone().into()
     }
 
     /// Compiles `code` with this runtime's backend, without touching the registry: all of it,

@@ -108,10 +108,11 @@ fn evm_factory_matches_eth_evm_factory() {
     assert_eq!(load(), compiled + batch + 1);
 }
 
-/// The profile of profile-guided compilation comes from the factory's inspector path; code
-/// compiled from it runs the profiled path compiled and hands the rest to the interpreter.
+/// Profile-guided compilation, with the profile recorded by the runtime's own frames
+/// (`CompilePolicy::AfterProfile`) or on the factory's inspector path: the profiled path runs
+/// compiled, the rest is handed to the interpreter.
 #[test]
-fn profile_from_the_factory_then_compile_what_ran() {
+fn profile_then_compile_what_ran() {
     use alloy_evm::{EthEvmFactory, Evm, EvmEnv, EvmFactory};
     use kiln_evm::{Backend, CompilePolicy, CoverageInspector, Entry, KilnEvmFactory};
     use revm::{
@@ -161,6 +162,51 @@ fn profile_from_the_factory_then_compile_what_ran() {
             .unwrap()
     };
 
+    let same_as_eth = |factory: &KilnEvmFactory, word: u64| {
+        let mut kiln = factory.create_evm(db(), env());
+        let mut eth = EthEvmFactory::default().create_evm(db(), env());
+        let a = kiln.transact(tx(word)).unwrap();
+        let b = eth.transact(tx(word)).unwrap();
+        assert_eq!(a.result, b.result, "word {word}");
+        assert_eq!(a.state, b.state, "word {word}");
+        kiln.inner_mut().flush_stats();
+    };
+    let counts = |rt: &Runtime| {
+        let s = &rt.stats;
+        [
+            &s.interpreted_frames,
+            &s.compiled_frames,
+            &s.handoffs,
+            &s.compilations,
+        ]
+        .map(|c| c.load(Ordering::Relaxed))
+    };
+
+    // The runtime profiles the first two frame runs itself, then compiles what they ran.
+    let runtime = Arc::new(Runtime::new(
+        Backend::Jit,
+        CompilePolicy::AfterProfile { runs: 2 },
+        Default::default(),
+    ));
+    let factory = KilnEvmFactory::new(runtime.clone());
+    same_as_eth(&factory, 0);
+    same_as_eth(&factory, 0);
+    assert_eq!(counts(&runtime), [2, 0, 0, 0]);
+    let Some(Entry::Profiling(profile)) = runtime.get(keccak256(&code), SpecId::PRAGUE) else {
+        panic!("not profiled");
+    };
+    assert_eq!(profile.runs(), 2);
+    assert!(profile.coverage().contains(13) && !profile.coverage().contains(8));
+    same_as_eth(&factory, 0);
+    assert_eq!(counts(&runtime), [2, 1, 0, 1]);
+    same_as_eth(&factory, 21);
+    assert_eq!(
+        counts(&runtime),
+        [2, 2, 1, 1],
+        "the branch never profiled hands over"
+    );
+
+    // A profile from the factory's inspector path, compiled by the caller.
     let runtime = Arc::new(Runtime::new(
         Backend::Jit,
         CompilePolicy::LookupOnly,
@@ -185,16 +231,8 @@ fn profile_from_the_factory_then_compile_what_ran() {
         .compile(hash, SpecId::PRAGUE, &code, Some(&coverage))
         .unwrap();
     runtime.insert(hash, SpecId::PRAGUE, Entry::Ready(Arc::new(compiled)));
-    for word in [0u64, 21] {
-        let mut kiln = factory.create_evm(db(), env());
-        let mut eth = EthEvmFactory::default().create_evm(db(), env());
-        let a = kiln.transact(tx(word)).unwrap();
-        let b = eth.transact(tx(word)).unwrap();
-        assert_eq!(a.result, b.result, "word {word}");
-        assert_eq!(a.state, b.state, "word {word}");
-        kiln.inner_mut().flush_stats();
-    }
+    same_as_eth(&factory, 0);
+    same_as_eth(&factory, 21);
     // Both ran compiled; the second took the branch the profile never saw.
-    assert_eq!(runtime.stats.compiled_frames.load(Ordering::Relaxed), 2);
-    assert_eq!(runtime.stats.handoffs.load(Ordering::Relaxed), 1);
+    assert_eq!(counts(&runtime), [0, 2, 1, 1]);
 }

@@ -575,6 +575,7 @@ impl Compiler {
                     }
                 }
                 Entry::Failed(reason) => report.failures.push(format!("{hash}: {reason}")),
+                Entry::Profiling(_) => unreachable!("the bench compiles from its own profile"),
             }
         }
         report

@@ -28,6 +28,10 @@ pub enum FuzzMode {
     /// [`partial_coverage`]): the other blocks hand the frame to the interpreter, as the blocks
     /// a profile missed do in profile-guided compilation.
     JitPartial,
+    /// In-process JIT compiled from the runtime's own profile
+    /// ([`CompilePolicy::AfterProfile`]): each case runs twice, first interpreted while its
+    /// frames are recorded, then on code compiled from that; both runs must agree.
+    JitProfiled,
     /// Ahead-of-time compiled shared libraries.
     Aot,
 }
@@ -38,6 +42,7 @@ impl FuzzMode {
         match self {
             Self::Jit => "jit",
             Self::JitPartial => "jit-partial",
+            Self::JitProfiled => "jit-profiled",
             Self::Aot => "aot",
         }
     }
@@ -58,7 +63,9 @@ impl ModeRuntime {
     /// A fresh runtime for `mode` compiling with `options`.
     pub fn new(mode: FuzzMode, options: CompileOptions) -> eyre::Result<Self> {
         let (backend, dir) = match mode {
-            FuzzMode::Jit | FuzzMode::JitPartial => (kiln_evm::Backend::Jit, None),
+            FuzzMode::Jit | FuzzMode::JitPartial | FuzzMode::JitProfiled => {
+                (kiln_evm::Backend::Jit, None)
+            }
             FuzzMode::Aot => {
                 let dir = tempfile::Builder::new()
                     .prefix("kiln-fuzz-aot-")
@@ -68,9 +75,13 @@ impl ModeRuntime {
                 (kiln_evm::Backend::Aot(artifacts), Some(dir))
             }
         };
+        let policy = match mode {
+            FuzzMode::JitProfiled => CompilePolicy::AfterProfile { runs: 1 },
+            _ => CompilePolicy::OnFirstSight,
+        };
         Ok(Self {
             mode,
-            runtime: Arc::new(Runtime::new(backend, CompilePolicy::OnFirstSight, options)),
+            runtime: Arc::new(Runtime::new(backend, policy, options)),
             _aot_dir: dir,
         })
     }
@@ -113,7 +124,23 @@ pub fn run_compiled(case: &Case, rt: &ModeRuntime) -> Outcome {
                 rt.runtime.insert(hash, case.spec, entry);
             }
         }
-        run_kiln(case, &rt.runtime)
+        let outcome = run_kiln(case, &rt.runtime);
+        if rt.mode != FuzzMode::JitProfiled {
+            return outcome;
+        }
+        let compiled = run_kiln(case, &rt.runtime);
+        if compiled == outcome {
+            compiled
+        } else {
+            Outcome {
+                result: Err(format!(
+                    "the profiling run ({}) and the run compiled from its profile ({}) differ",
+                    ending(&outcome),
+                    ending(&compiled)
+                )),
+                state: vec![],
+            }
+        }
     }))
     .unwrap_or_else(|panic| {
         let msg = panic

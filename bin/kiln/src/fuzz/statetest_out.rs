@@ -170,7 +170,9 @@ pub fn passes_compiled(path: &Path, rt: &ModeRuntime) -> eyre::Result<(bool, Opt
     let mode = match rt.mode {
         // The state test runs on whatever the registry holds for its codes (the partial
         // compilations, until the program is forgotten) and compiles the rest whole.
-        super::exec::FuzzMode::Jit | super::exec::FuzzMode::JitPartial => Mode::Jit,
+        super::exec::FuzzMode::Jit
+        | super::exec::FuzzMode::JitPartial
+        | super::exec::FuzzMode::JitProfiled => Mode::Jit,
         super::exec::FuzzMode::Aot => Mode::Aot,
     };
     let report = run(path, Backend::Compiled(rt.runtime.clone()), mode)?;

@@ -162,6 +162,7 @@ pub fn run(args: StatetestArgs) -> eyre::Result<ExitCode> {
             compile_secs = s.compile_micros.load(Relaxed) as f64 / 1e6,
             compiled_frames = s.compiled_frames.load(Relaxed),
             interpreted_frames = s.interpreted_frames.load(Relaxed),
+            handoffs = s.handoffs.load(Relaxed),
             "compiled-code runtime"
         );
     }
