@@ -25,10 +25,15 @@ pub struct FrameCache {
     /// The runtime whose counters this cache's frames add to.
     runtime: Arc<Runtime>,
     hits: FxHashMap<(B256, SpecId), Option<Arc<CompiledCode>>>,
-    /// How each live frame started running, by frame depth: a frame resumed after a call
+    /// The function each live frame started on, by frame depth: a frame resumed after a call
     /// finds it here instead of hashing its code key again (a proxy's frame runs twice per
     /// transaction). The `Arc` in `hits` keeps each function alive.
-    by_depth: Vec<FrameRun>,
+    by_depth: Vec<Option<CompiledFn>>,
+    /// The live frames (by depth) whose code is being profiled, in depth order; kept apart from
+    /// `by_depth` so that frames of compiled code pay nothing for profiling.
+    profiling: Vec<(usize, Arc<Profile>)>,
+    /// A profile the last lookup found, for `function_for` to attach to the frame's depth.
+    found_profile: Option<Arc<Profile>>,
     /// The last code key looked up in `hits` and its answer: consecutive frames often run the
     /// same code (a loop of calls into one contract), and comparing one hash is cheaper than
     /// hashing it.
@@ -40,17 +45,6 @@ pub struct FrameCache {
     compiled_frames: u64,
     interpreted_frames: u64,
     handoffs: u64,
-}
-
-/// How a frame runs.
-#[derive(Clone, Debug)]
-enum FrameRun {
-    /// On revm's interpreter.
-    Interpret,
-    /// On compiled code.
-    Compiled(CompiledFn),
-    /// On revm's interpreter, recording what runs into the code's profile.
-    Profile(Arc<Profile>),
 }
 
 /// Frames a [`FrameCache`] counts before adding its counters to the runtime's.
@@ -69,6 +63,8 @@ impl FrameCache {
             runtime,
             hits: FxHashMap::default(),
             by_depth: Vec::new(),
+            profiling: Vec::new(),
+            found_profile: None,
             last: None,
             compiled_frames: 0,
             interpreted_frames: 0,
@@ -103,13 +99,13 @@ impl FrameCache {
         }
     }
 
-    /// How the frame's code runs: compiled if there is a function for it.
-    fn lookup(&mut self, interpreter: &mut Interpreter<EthInterpreter>) -> FrameRun {
+    /// The compiled function for the frame's code, if there is one.
+    fn lookup(&mut self, interpreter: &mut Interpreter<EthInterpreter>) -> Option<CompiledFn> {
         // Empty code stops at once; there is nothing to compile.
         if !interpreter.bytecode.is_legacy()
             || interpreter.bytecode.original_byte_slice().is_empty()
         {
-            return FrameRun::Interpret;
+            return None;
         }
         let key = (
             interpreter.bytecode.get_or_calculate_hash(),
@@ -117,7 +113,7 @@ impl FrameCache {
         );
         if let Some((last, f)) = self.last {
             if last == key {
-                return f.map_or(FrameRun::Interpret, FrameRun::Compiled);
+                return f;
             }
         }
         let f = match self.hits.entry(key) {
@@ -134,30 +130,56 @@ impl FrameCache {
                         None
                     }
                     // Not remembered: a background compilation may fill it in.
-                    Lookup::NotYet => return FrameRun::Interpret,
+                    Lookup::NotYet => return None,
                     // Not remembered: the profile ends in a compilation.
-                    Lookup::Profile(p) => return FrameRun::Profile(p),
+                    Lookup::Profile(p) => {
+                        self.found_profile = Some(p);
+                        return None;
+                    }
                 }
             }
         };
         self.last = Some((key, f));
-        f.map_or(FrameRun::Interpret, FrameRun::Compiled)
+        f
     }
 
-    /// How the frame at `depth` runs: looked up when the frame starts (pc 0), remembered for its
-    /// resumptions (a resumption is always after a call, so never at pc 0).
-    fn run_for(&mut self, depth: usize, interpreter: &mut Interpreter<EthInterpreter>) -> FrameRun {
+    /// The function for the frame at `depth`: looked up when the frame starts (pc 0), remembered
+    /// for its resumptions (a resumption is always after a call, so never at pc 0).
+    fn function_for(
+        &mut self,
+        depth: usize,
+        interpreter: &mut Interpreter<EthInterpreter>,
+    ) -> Option<CompiledFn> {
         if interpreter.bytecode.pc() != 0 {
             if let Some(f) = self.by_depth.get(depth) {
-                return f.clone();
+                return *f;
             }
         }
         let f = self.lookup(interpreter);
         if self.by_depth.len() <= depth {
-            self.by_depth.resize(depth + 1, FrameRun::Interpret);
+            self.by_depth.resize(depth + 1, None);
         }
-        self.by_depth[depth] = f.clone();
+        self.by_depth[depth] = f;
+        // Frames at this depth and deeper have ended.
+        if !self.profiling.is_empty() {
+            self.profiling.retain(|(d, _)| *d < depth);
+        }
+        if let Some(profile) = self.found_profile.take() {
+            self.profiling.push((depth, profile));
+        }
         f
+    }
+
+    /// The profile the interpreted frame at `depth` records into, if its code is profiled.
+    fn profile_for(&mut self, depth: usize) -> Option<&Profile> {
+        // Deeper frames have ended (this one resumed after its call returned).
+        while self.profiling.last().is_some_and(|(d, _)| *d > depth) {
+            self.profiling.pop();
+        }
+        match self.profiling.last() {
+            Some((d, p)) if *d == depth => Some(p),
+            _ => None,
+        }
     }
 }
 
@@ -171,28 +193,23 @@ pub fn run_frame<H: Host>(
     table: &InstructionTable<EthInterpreter, H>,
     gas_table: &GasTable,
 ) -> InterpreterAction {
-    match cache.run_for(depth, interpreter) {
-        FrameRun::Compiled(f) => {
-            cache.compiled_frames += 1;
-            let (action, handed_off) = run_compiled_inner(f, interpreter, host, table, gas_table);
-            if handed_off {
-                cache.handoffs += 1;
-                tracing::trace!(
-                    pc = interpreter.bytecode.pc(),
-                    "compiled code handed the frame to the interpreter"
-                );
-            }
-            action
+    if let Some(f) = cache.function_for(depth, interpreter) {
+        cache.compiled_frames += 1;
+        let (action, handed_off) = run_compiled_inner(f, interpreter, host, table, gas_table);
+        if handed_off {
+            cache.handoffs += 1;
+            tracing::trace!(
+                pc = interpreter.bytecode.pc(),
+                "compiled code handed the frame to the interpreter"
+            );
         }
-        FrameRun::Interpret => {
-            cache.interpreted_frames += 1;
-            interpret(interpreter, host, table, gas_table)
-        }
-        FrameRun::Profile(profile) => {
-            cache.interpreted_frames += 1;
-            interpret_recording(interpreter, host, table, gas_table, &profile)
-        }
+        return action;
     }
+    cache.interpreted_frames += 1;
+    if let Some(profile) = cache.profile_for(depth) {
+        return interpret_recording(interpreter, host, table, gas_table, profile);
+    }
+    interpret(interpreter, host, table, gas_table)
 }
 
 /// revm's interpreter loop ([`Interpreter::run_plain`]) that also records the pc of every

@@ -236,3 +236,42 @@ fn profile_then_compile_what_ran() {
     // Both ran compiled; the second took the branch the profile never saw.
     assert_eq!(counts(&runtime), [0, 2, 1, 1]);
 }
+
+/// A profiled frame resumed after a call keeps recording, also when the call ran the same code
+/// one level deeper.
+#[test]
+fn profiling_follows_a_frame_across_its_calls() {
+    use kiln_evm::{Backend, CompilePolicy, Entry};
+    use revm::primitives::keccak256;
+    use std::sync::Arc;
+    // With calldata: CALL itself without calldata (which stops at 4), then sstore(0, 42).
+    #[rustfmt::skip]
+    let code = vec![
+        0x36, 0x60, 5, 0x57, 0x00, // 0: no calldata: STOP at 4
+        0x5b, 0x5f, 0x5f, 0x5f, 0x5f, 0x5f, 0x30, 0x5a, 0xf1, // 5: CALL(gas, self, 0, 0, 0, 0, 0)
+        0x50, 0x60, 42, 0x5f, 0x55, 0x00, // 14: after the call
+    ];
+    let runtime = Arc::new(Runtime::new(
+        Backend::Jit,
+        CompilePolicy::AfterProfile { runs: 100 },
+        Default::default(),
+    ));
+    let mut case = Case::call(code.clone(), 200_000, SpecId::CANCUN);
+    case.data = vec![1];
+    let (revm, kiln) = compare(&case, &runtime);
+    assert_eq!(revm, kiln);
+    let Some(Entry::Profiling(profile)) = runtime.get(keccak256(&code), SpecId::CANCUN) else {
+        panic!("not profiled");
+    };
+    // The outer frame before and after its call, the inner one in between.
+    assert_eq!(profile.runs(), 3);
+    let coverage = profile.coverage();
+    for pc in [0, 3, 4, 5, 13, 14, 18, 19] {
+        assert!(coverage.contains(pc), "pc {pc} not recorded");
+    }
+    assert_eq!(
+        coverage.len(),
+        18,
+        "every instruction but the two immediates"
+    );
+}
