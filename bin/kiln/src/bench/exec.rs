@@ -575,7 +575,8 @@ impl Compiler {
                     }
                 }
                 Entry::Failed(reason) => report.failures.push(format!("{hash}: {reason}")),
-                Entry::Profiling(_) => unreachable!("the bench compiles from its own profile"),
+                // Built above from a compile result; never a profile.
+                Entry::Profiling(_) => report.failures.push(format!("{hash}: not compiled")),
             }
         }
         report
