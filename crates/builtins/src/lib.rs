@@ -45,6 +45,11 @@ use revm::{
 /// the interpreter, which is the specification, decides the exact halt reason.
 pub const STATUS_CONTINUE_IN_INTERPRETER: u8 = 0xFF;
 
+/// As [`STATUS_CONTINUE_IN_INTERPRETER`], because the code at [`KilnCtx::pc`] was not compiled:
+/// the profile the function was compiled from never entered it. The dispatcher counts these to
+/// decide when a profile-guided function needs a wider profile.
+pub const STATUS_COLD_CODE: u8 = 0xFE;
+
 /// The signature of a host builtin.
 pub type HostBuiltin = unsafe extern "C" fn(*mut KilnCtx<'static>) -> u8;
 /// The signature of a pure stack builtin: operands start at the pointer (deepest first is *not*

@@ -225,7 +225,7 @@ impl Analysis {
     }
 
     /// Number of gas sections in the code (the pass pipeline is chosen by it, so that a profile
-    /// only removes code and never changes how the rest is optimised).
+    /// does not change which pipeline the rest gets).
     pub fn section_count(&self) -> usize {
         self.insts.iter().filter(|i| i.section.is_some()).count()
     }

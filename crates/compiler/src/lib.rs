@@ -209,7 +209,9 @@ pub struct CompileOptions {
     /// Refuse code larger than this.
     pub max_code_size: usize,
     /// Refuse code with more basic blocks than this (LLVM's code generation grows faster than
-    /// linearly in them: 1,890 small loops took 2.7 s, 2,730 call resume points 3.4 s).
+    /// linearly in them: 1,890 small loops took 2.7 s, 2,730 call resume points 3.4 s). Counts
+    /// cold blocks too, as `max_dynamic_targets` counts cold JUMPDESTs (each is still a block or
+    /// a switch case); the section and wide-arithmetic budgets count compiled code only.
     pub max_blocks: usize,
     /// Refuse code with a dynamic jump and more JUMPDESTs than this
     /// ([`CompileError::TooManyJumpTargets`]).

@@ -4,7 +4,8 @@
 //! [`kiln_builtins::KilnCtx`]. It works directly on revm's stack buffer; the stack height and the
 //! remaining gas live in locals that LLVM promotes to registers, and are written back to `ctx`
 //! before every builtin call and every exit. The return value is revm's `InstructionResult`
-//! (`0` never), or [`kiln_builtins::STATUS_CONTINUE_IN_INTERPRETER`].
+//! (`0` never), [`kiln_builtins::STATUS_CONTINUE_IN_INTERPRETER`] or
+//! [`kiln_builtins::STATUS_COLD_CODE`].
 
 use crate::{
     analysis::{memory_access_size, Analysis, BlockEnd, GrowAhead, InstKind, STACK_LIMIT},
@@ -22,7 +23,7 @@ use inkwell::{
     AddressSpace, IntPredicate,
 };
 use kiln_builtins::{
-    OFFSET_GAS, OFFSET_MEM, OFFSET_MEM_LEN, OFFSET_PC, OFFSET_SP, OFFSET_STACK,
+    OFFSET_GAS, OFFSET_MEM, OFFSET_MEM_LEN, OFFSET_PC, OFFSET_SP, OFFSET_STACK, STATUS_COLD_CODE,
     STATUS_CONTINUE_IN_INTERPRETER,
 };
 use revm::{bytecode::opcode, interpreter::InstructionResult, primitives::U256};
@@ -84,6 +85,8 @@ struct Lowerer<'a, 'ctx> {
     /// Shared dispatch for dynamic jumps, with the target as a phi.
     dyn_jump: Option<(BasicBlock<'ctx>, PhiValue<'ctx>)>,
     to_interp: Option<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)>,
+    /// The same for cold blocks (status [`STATUS_COLD_CODE`]).
+    to_interp_cold: Option<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)>,
     host_fn_ty: FunctionType<'ctx>,
     stack_fn_ty: FunctionType<'ctx>,
     value_fn_ty: FunctionType<'ctx>,
@@ -183,6 +186,7 @@ pub(crate) fn lower<'ctx>(
         end_bb,
         dyn_jump: None,
         to_interp: None,
+        to_interp_cold: None,
         host_fn_ty: i8.fn_type(&[ptr.into()], false),
         stack_fn_ty: cx.void_type().fn_type(&[ptr.into()], false),
         value_fn_ty: cx.void_type().fn_type(&[ptr.into(), ptr.into()], false),
@@ -261,7 +265,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         {
             let block = &self.a.blocks[i];
             let first_section = self.a.insts[block.start].section.unwrap_or_default();
-            // A cold block only writes its entry slots back: its predecessors do that instead.
+            // A cold block takes no entry slots in registers: its predecessors write them back.
             let n = if has_static_pred && self.opts.pass_entry_slots && !block.cold {
                 i64::from(first_section.min_height).min(PASSED_SLOTS)
             } else {
@@ -280,11 +284,13 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         // Entry at pc 0 or at a resume point; anything else continues in the interpreter.
         let unknown = self.cx.append_basic_block(self.func, "unknown_entry");
         let mut cases = Vec::new();
-        // An entry into a cold block is left to `unknown`, which hands the frame over at the
-        // entry pc with nothing changed.
+        // An entry into a cold block hands the frame over at the entry pc with nothing changed.
+        let mut cold = None;
         for pc in std::iter::once(0).chain(self.a.resume_pcs.iter().copied()) {
             let target = match self.a.block_at(pc) {
-                Some(i) if self.a.blocks[i].cold => continue,
+                Some(i) if self.a.blocks[i].cold => {
+                    *cold.get_or_insert_with(|| self.cx.append_basic_block(self.func, "cold_entry"))
+                }
                 Some(i) => self.enter_from_memory(i)?,
                 None => self.end_bb,
             };
@@ -293,6 +299,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         llvm(self.b.build_switch(pc, unknown, &cases))?;
         self.b.position_at_end(unknown);
         self.exit_with(STATUS_CONTINUE_IN_INTERPRETER)?;
+        if let Some(cold) = cold {
+            self.b.position_at_end(cold);
+            self.exit_with(STATUS_COLD_CODE)?;
+        }
         Ok(())
     }
 
@@ -975,10 +985,11 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         }
         if block.cold {
             // The interpreter runs this block from its first pc, its section check included:
-            // write back what only the registers hold and leave before charging anything.
-            self.flush()?;
+            // leave before charging anything. It takes no entry slots in registers, so the
+            // stack buffer is already exact.
+            debug_assert!(self.entry_phis[bi].is_empty());
             let sp = self.cur_sp()?;
-            let (to_interp, pc_phi, sp_phi) = self.interpreter_exit_block()?;
+            let (to_interp, pc_phi, sp_phi) = self.interpreter_exit_block(true)?;
             let bb = self.b.get_insert_block().unwrap();
             let pc = self.a.insts[block.start].pc;
             pc_phi.add_incoming(&[(&self.i64.const_int(pc as u64, false), bb)]);
@@ -1126,7 +1137,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         }
         if let Some(ok) = ok {
             let cont = self.cx.append_basic_block(self.func, &format!("pc{pc}.go"));
-            let (to_interp, pc_phi, sp_phi) = self.interpreter_exit_block()?;
+            let (to_interp, pc_phi, sp_phi) = self.interpreter_exit_block(false)?;
             // The values still only in registers are not written back: a failed check means the
             // interpreter halts inside this section (out of gas before its last static charge,
             // or a stack underflow/overflow), and nothing in a section can fail by value before
@@ -1146,16 +1157,27 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         Ok(())
     }
 
-    /// The one block that hands the frame to the interpreter at a section start, with the pc
-    /// and stack height as phis (one shared block keeps huge functions cheap to compile).
+    /// The one block that hands the frame to the interpreter at a section start (with `cold`,
+    /// at the start of a cold block), with the pc and stack height as phis (one shared block
+    /// keeps huge functions cheap to compile).
     fn interpreter_exit_block(
         &mut self,
+        cold: bool,
     ) -> Res<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)> {
-        if let Some(t) = self.to_interp {
+        let (slot, status, name) = if cold {
+            (&mut self.to_interp_cold, STATUS_COLD_CODE, "cold_block")
+        } else {
+            (
+                &mut self.to_interp,
+                STATUS_CONTINUE_IN_INTERPRETER,
+                "to_interpreter",
+            )
+        };
+        if let Some(t) = *slot {
             return Ok(t);
         }
         let cur = self.b.get_insert_block().unwrap();
-        let bb = self.cx.append_basic_block(self.func, "to_interpreter");
+        let bb = self.cx.append_basic_block(self.func, name);
         self.b.position_at_end(bb);
         let pc = llvm(self.b.build_phi(self.i64, "pc"))?;
         let sp = llvm(self.b.build_phi(self.i64, "sp"))?;
@@ -1164,9 +1186,13 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             self.ctx_field(OFFSET_PC, "pc.field")?,
             pc.as_basic_value().into_int_value(),
         )?;
-        self.exit_with(STATUS_CONTINUE_IN_INTERPRETER)?;
+        self.exit_with(status)?;
         self.b.position_at_end(cur);
-        self.to_interp = Some((bb, pc, sp));
+        if cold {
+            self.to_interp_cold = Some((bb, pc, sp));
+        } else {
+            self.to_interp = Some((bb, pc, sp));
+        }
         Ok((bb, pc, sp))
     }
 
@@ -1561,7 +1587,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             self.b.position_at_end(cold);
             let pc = llvm(self.b.build_int_z_extend(t32, self.i64, "pc"))?;
             self.store(self.ctx_field(OFFSET_PC, "pc.field")?, pc)?;
-            self.exit_with(STATUS_CONTINUE_IN_INTERPRETER)?;
+            self.exit_with(STATUS_COLD_CODE)?;
         }
         self.b.position_at_end(invalid);
         self.exit_with(InstructionResult::InvalidJump as u8)

@@ -1,7 +1,9 @@
 //! Running one frame: compiled code when the registry has it, revm's interpreter otherwise.
 
 use crate::registry::{CompiledCode, Lookup, Profile, Runtime, RuntimeStats};
-use kiln_builtins::{with_slot_cache, CompiledFn, KilnCtx, STATUS_CONTINUE_IN_INTERPRETER};
+use kiln_builtins::{
+    with_slot_cache, CompiledFn, KilnCtx, STATUS_COLD_CODE, STATUS_CONTINUE_IN_INTERPRETER,
+};
 use kiln_compiler::Coverage;
 use revm::primitives::B256;
 use revm::{
@@ -45,6 +47,19 @@ pub struct FrameCache {
     compiled_frames: u64,
     interpreted_frames: u64,
     handoffs: u64,
+    /// Hand-overs at cold code, by code (rare: only profile-guided functions have cold code).
+    cold_handoffs: FxHashMap<(B256, SpecId), u64>,
+}
+
+/// Whether and why compiled code handed its frame to the interpreter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handover {
+    /// It did not.
+    No,
+    /// At a failed check or an unknown entry pc.
+    Check,
+    /// At code its profile-guided compilation left out.
+    Cold,
 }
 
 /// Frames a [`FrameCache`] counts before adding its counters to the runtime's.
@@ -69,6 +84,7 @@ impl FrameCache {
             compiled_frames: 0,
             interpreted_frames: 0,
             handoffs: 0,
+            cold_handoffs: FxHashMap::default(),
         }
     }
 
@@ -96,6 +112,9 @@ impl FrameCache {
             if *local > 0 {
                 shared.fetch_add(std::mem::take(local), Ordering::Relaxed);
             }
+        }
+        for ((hash, spec), n) in self.cold_handoffs.drain() {
+            self.runtime.note_cold_handoffs(hash, spec, n);
         }
     }
 
@@ -195,13 +214,21 @@ pub fn run_frame<H: Host>(
 ) -> InterpreterAction {
     if let Some(f) = cache.function_for(depth, interpreter) {
         cache.compiled_frames += 1;
-        let (action, handed_off) = run_compiled_inner(f, interpreter, host, table, gas_table);
-        if handed_off {
+        let (action, handover) = run_compiled_inner(f, interpreter, host, table, gas_table);
+        if handover != Handover::No {
             cache.handoffs += 1;
             tracing::trace!(
                 pc = interpreter.bytecode.pc(),
+                ?handover,
                 "compiled code handed the frame to the interpreter"
             );
+            if handover == Handover::Cold {
+                let key = (
+                    interpreter.bytecode.get_or_calculate_hash(),
+                    interpreter.runtime_flag.spec_id,
+                );
+                *cache.cold_handoffs.entry(key).or_default() += 1;
+            }
         }
         return action;
     }
@@ -260,18 +287,21 @@ pub fn run_compiled<H: Host>(
     run_compiled_inner(f, interpreter, host, table, gas_table).0
 }
 
-/// [`run_compiled`], also telling whether the frame went on in the interpreter.
+/// [`run_compiled`], also telling whether (and why) the frame went on in the interpreter.
 fn run_compiled_inner<H: Host>(
     f: CompiledFn,
     interpreter: &mut Interpreter<EthInterpreter>,
     host: &mut H,
     table: &InstructionTable<EthInterpreter, H>,
     gas_table: &GasTable,
-) -> (InterpreterAction, bool) {
+) -> (InterpreterAction, Handover) {
     let stack = interpreter.stack.data_mut();
     if stack.capacity() < STACK_LIMIT {
         // Compiled code writes the stack buffer without growing it.
-        return (interpreter.run_plain(table, gas_table, host), true);
+        return (
+            interpreter.run_plain(table, gas_table, host),
+            Handover::Check,
+        );
     }
     let (stack_ptr, sp) = (stack.as_mut_ptr(), stack.len() as u64);
     let (mem, mem_len) = {
@@ -301,9 +331,14 @@ fn run_compiled_inner<H: Host>(
     // SAFETY: the compiled code and builtins only count initialised slots.
     unsafe { interpreter.stack.data_mut().set_len(cx.sp as usize) };
     interpreter.gas.set_remaining(cx.gas);
-    if status == STATUS_CONTINUE_IN_INTERPRETER {
+    if status == STATUS_CONTINUE_IN_INTERPRETER || status == STATUS_COLD_CODE {
         interpreter.bytecode.absolute_jump(cx.pc as usize);
-        return (interpreter.run_plain(table, gas_table, host), true);
+        let handover = if status == STATUS_COLD_CODE {
+            Handover::Cold
+        } else {
+            Handover::Check
+        };
+        return (interpreter.run_plain(table, gas_table, host), handover);
     }
     let result = instruction_result(status);
     if result == InstructionResult::Suspend {
@@ -312,7 +347,7 @@ fn run_compiled_inner<H: Host>(
     if interpreter.bytecode.action().is_none() {
         interpreter.halt(result);
     }
-    (interpreter.take_next_action(), false)
+    (interpreter.take_next_action(), Handover::No)
 }
 
 macro_rules! results {

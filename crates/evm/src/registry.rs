@@ -78,9 +78,20 @@ impl From<Entry> for Lookup {
 pub struct Profile {
     coverage: Mutex<Coverage>,
     runs: AtomicU64,
+    /// pcs it started with (a profile widened after cold hand-overs starts from the old one).
+    seed: usize,
 }
 
 impl Profile {
+    /// A profile that starts from what an earlier one recorded.
+    pub fn seeded(coverage: Coverage) -> Self {
+        Self {
+            seed: coverage.len(),
+            coverage: Mutex::new(coverage),
+            runs: AtomicU64::new(0),
+        }
+    }
+
     /// Adds what one frame run executed.
     pub fn record(&self, run: &Coverage) {
         self.coverage
@@ -125,11 +136,27 @@ pub enum CompilePolicy {
     LookupOnly,
     /// Interpret a code's first `runs` frame runs while recording what they execute, then
     /// compile only that (synchronously, on the execution path, as [`Self::OnFirstSight`]
-    /// does): the blocks no profiled run entered hand the frame to the interpreter.
+    /// does): the blocks no profiled run entered hand the frame to the interpreter. Threads
+    /// that find the same profile complete compile it each; the first result is kept. With
+    /// `runs == 0`, or on the AOT backend (artifacts hold no profile), it compiles the whole code
+    /// on first sight.
     AfterProfile {
         /// Frame runs to profile before compiling.
         runs: u64,
     },
+}
+
+/// Hand-overs at cold code ([`kiln_builtins::STATUS_COLD_CODE`]) after which a function
+/// compiled from a profile under [`CompilePolicy::AfterProfile`] is profiled again, starting
+/// from its old profile: traffic took paths the first profile never saw. If the new profile
+/// adds nothing, the whole code is compiled, so this happens at most once per new path.
+pub const COLD_HANDOFFS_BEFORE_REPROFILE: u64 = 64;
+
+/// A function compiled from a profile, for widening that profile.
+#[derive(Debug)]
+struct Profiled {
+    coverage: Coverage,
+    cold_handoffs: u64,
 }
 
 /// Counters kept by the runtime (relaxed atomics: they are for reporting only). The frame
@@ -142,8 +169,12 @@ pub struct RuntimeStats {
     /// Frames that ran on the interpreter.
     pub interpreted_frames: AtomicU64,
     /// Times compiled code handed its frame to the interpreter mid-way (a failed section check,
-    /// which then halts with the exact reason, or an entry at an unknown pc).
+    /// which then halts with the exact reason, an entry at an unknown pc, or cold code).
     pub handoffs: AtomicU64,
+    /// Of those, hand-overs at code a profile-guided compilation left out.
+    pub cold_handoffs: AtomicU64,
+    /// Functions profiled again after [`COLD_HANDOFFS_BEFORE_REPROFILE`] cold hand-overs.
+    pub reprofiles: AtomicU64,
     /// Successful compilations.
     pub compilations: AtomicU64,
     /// Failed compilations.
@@ -162,6 +193,8 @@ pub struct Runtime {
     // Code hashes are already uniformly random, so Fx's cheap mixing is enough; SipHash was a
     // measurable part of each frame's lookup on small contracts.
     map: RwLock<FxHashMap<(B256, SpecId), Entry>>,
+    /// Functions this runtime compiled from its own profiles ([`CompilePolicy::AfterProfile`]).
+    profiled: Mutex<FxHashMap<(B256, SpecId), Profiled>>,
     /// Counters.
     pub stats: RuntimeStats,
 }
@@ -174,6 +207,7 @@ impl Runtime {
             policy,
             options,
             map: RwLock::new(FxHashMap::default()),
+            profiled: Mutex::default(),
             stats: RuntimeStats::default(),
         }
     }
@@ -273,7 +307,9 @@ impl Runtime {
             }
             (Some(entry), _) => return entry.into(),
             (None, CompilePolicy::LookupOnly) => return Lookup::NotYet,
-            (None, CompilePolicy::AfterProfile { runs }) if runs > 0 => {
+            (None, CompilePolicy::AfterProfile { runs })
+                if runs > 0 && matches!(self.backend, Backend::Jit) =>
+            {
                 return self
                     .start_profile(hash, spec)
                     .map_or_else(|| self.lookup(hash, spec, code), Lookup::Profile)
@@ -281,7 +317,13 @@ impl Runtime {
             (None, _) => None,
         };
         // Compile outside any lock: the execution path never waits on another compilation.
-        let coverage = profile.as_ref().map(|p| p.coverage());
+        // A widened profile that found nothing new means the paths it was widened for are too
+        // rare to profile: compile everything.
+        let coverage = profile
+            .as_ref()
+            .filter(|_| matches!(self.backend, Backend::Jit))
+            .map(|p| p.coverage())
+            .filter(|c| profile.as_ref().is_none_or(|p| c.len() > p.seed));
         let entry = match self.compile(hash, spec, &code(), coverage.as_ref()) {
             Ok(f) => Entry::Ready(Arc::new(f)),
             Err(e) => {
@@ -293,12 +335,54 @@ impl Runtime {
         let slot = map.entry((hash, spec)).or_insert_with(|| entry.clone());
         // The profile this compilation came from gives way to it; anything else another thread
         // put there first stays.
+        let mut replaced = false;
         if let (Entry::Profiling(current), Some(used)) = (&*slot, &profile) {
             if Arc::ptr_eq(current, used) {
-                *slot = entry;
+                *slot = entry.clone();
+                replaced = true;
             }
         }
-        slot.clone().into()
+        let found = slot.clone();
+        drop(map);
+        if let (true, Entry::Ready(_), Some(coverage)) = (replaced, &entry, coverage) {
+            self.profiled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    (hash, spec),
+                    Profiled {
+                        coverage,
+                        cold_handoffs: 0,
+                    },
+                );
+        }
+        found.into()
+    }
+
+    /// Adds `n` hand-overs at cold code of the function for `(hash, spec)`; once a function
+    /// this runtime compiled from its own profile reaches [`COLD_HANDOFFS_BEFORE_REPROFILE`],
+    /// its code is profiled again from the old profile (EVMs that already hold the function
+    /// keep running it; new ones profile).
+    pub fn note_cold_handoffs(&self, hash: B256, spec: SpecId, n: u64) {
+        self.stats.cold_handoffs.fetch_add(n, Ordering::Relaxed);
+        let widened = {
+            let mut profiled = self.profiled.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(p) = profiled.get_mut(&(hash, spec)) else {
+                return;
+            };
+            p.cold_handoffs += n;
+            if p.cold_handoffs < COLD_HANDOFFS_BEFORE_REPROFILE {
+                return;
+            }
+            profiled.remove(&(hash, spec)).map(|p| p.coverage)
+        };
+        let Some(coverage) = widened else { return };
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot @ Entry::Ready(_)) = map.get_mut(&(hash, spec)) {
+            *slot = Entry::Profiling(Arc::new(Profile::seeded(coverage)));
+            self.stats.reprofiles.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%hash, ?spec, "cold code ran often: profiling again");
+        }
     }
 
     /// Compiles `code` with this runtime's backend, without touching the registry: all of it,

@@ -205,6 +205,25 @@ fn profile_then_compile_what_ran() {
         [2, 2, 1, 1],
         "the branch never profiled hands over"
     );
+    // When the cold branch keeps running, the code is profiled again from the old profile
+    // and compiled with the branch.
+    let limit = kiln_evm::registry::COLD_HANDOFFS_BEFORE_REPROFILE;
+    for _ in 1..limit {
+        same_as_eth(&factory, 21);
+    }
+    assert_eq!(counts(&runtime), [2, 1 + limit, limit, 1]);
+    assert_eq!(runtime.stats.cold_handoffs.load(Ordering::Relaxed), limit);
+    assert_eq!(runtime.stats.reprofiles.load(Ordering::Relaxed), 1);
+    same_as_eth(&factory, 21);
+    same_as_eth(&factory, 21);
+    assert_eq!(counts(&runtime), [4, 1 + limit, limit, 1]);
+    same_as_eth(&factory, 21);
+    same_as_eth(&factory, 0);
+    assert_eq!(
+        counts(&runtime),
+        [4, 3 + limit, limit, 2],
+        "compiled with both branches"
+    );
 
     // A profile from the factory's inspector path, compiled by the caller.
     let runtime = Arc::new(Runtime::new(

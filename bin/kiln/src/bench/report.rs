@@ -117,6 +117,7 @@ impl Row {
             "code_bytes": compile.map(|c| c.code_bytes),
             "object_bytes": compile.map(|c| c.object_bytes),
             "compile_failures": compile.map(|c| c.failures.clone()),
+            "not_profiled": compile.map(|c| c.not_profiled.clone()),
             "frames_compiled": self.frames.map(|f| f.compiled),
             "frames_interpreted": self.frames.map(|f| f.interpreted),
             "frames_handed_off": self.frames.map(|f| f.handed_off),
@@ -231,6 +232,16 @@ impl Table {
             );
             for failure in compile.map(|c| c.failures.as_slice()).unwrap_or_default() {
                 let _ = writeln!(out, "    note: {}: not compiled: {failure}", row.mode);
+            }
+            for hash in compile
+                .map(|c| c.not_profiled.as_slice())
+                .unwrap_or_default()
+            {
+                let _ = writeln!(
+                    out,
+                    "    note: {}: {hash} did not run in the profile",
+                    row.mode
+                );
             }
             if let Some(f) = row.frames.filter(|_| row.mode.compiles()) {
                 let total = f.compiled + f.interpreted;
