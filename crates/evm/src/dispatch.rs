@@ -183,8 +183,9 @@ impl FrameCache {
         if !self.profiling.is_empty() {
             self.profiling.retain(|(d, _)| *d < depth);
         }
-        if let Some(profile) = self.found_profile.take() {
-            self.profiling.push((depth, profile));
+        if self.found_profile.is_some() {
+            self.profiling
+                .extend(self.found_profile.take().map(|profile| (depth, profile)));
         }
         f
     }
