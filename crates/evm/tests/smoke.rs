@@ -27,10 +27,8 @@ fn evm_factory_matches_eth_evm_factory() {
     use kiln_evm::KilnEvmFactory;
     use revm::{
         context::{BlockEnv, CfgEnv, TxEnv},
-        database::{CacheDB, EmptyDB},
         inspector::NoOpInspector,
         primitives::{Bytes, TxKind, U256},
-        state::{AccountInfo, Bytecode},
     };
     use std::sync::atomic::Ordering;
 
@@ -38,19 +36,7 @@ fn evm_factory_matches_eth_evm_factory() {
     let code = vec![
         0x5f, 0x35, 0x60, 3, 0x02, 0x80, 0x5f, 0x55, 0x5f, 0x52, 0x60, 32, 0x5f, 0xf3,
     ];
-    let db = || {
-        let mut db = CacheDB::new(EmptyDB::default());
-        let bc = Bytecode::new_raw(Bytes::from(code.clone()));
-        db.insert_account_info(TARGET, AccountInfo::new(U256::ZERO, 1, bc.hash_slow(), bc));
-        db.insert_account_info(
-            CALLER,
-            AccountInfo {
-                balance: U256::from(10u64.pow(18)),
-                ..Default::default()
-            },
-        );
-        db
-    };
+    let db = || db_with(&code);
     let env = || {
         let mut cfg = CfgEnv::new_with_spec(SpecId::PRAGUE);
         cfg.disable_nonce_check = true;
@@ -117,9 +103,7 @@ fn profile_then_compile_what_ran() {
     use kiln_evm::{Backend, CompilePolicy, CoverageInspector, Entry, KilnEvmFactory};
     use revm::{
         context::{BlockEnv, CfgEnv, TxEnv},
-        database::{CacheDB, EmptyDB},
         primitives::{keccak256, Bytes, TxKind, U256},
-        state::{AccountInfo, Bytecode},
     };
     use std::sync::{atomic::Ordering, Arc};
 
@@ -131,19 +115,7 @@ fn profile_then_compile_what_ran() {
         0x5b, 0x60, 1, 0x5f, 0x55, // 8: sstore(0, 1), falls into 13
         0x5b, 0x5f, 0x35, 0x60, 2, 0x02, 0x5f, 0x52, 0x60, 32, 0x5f, 0xf3, // 13: return word * 2
     ];
-    let db = || {
-        let mut db = CacheDB::new(EmptyDB::default());
-        let bc = Bytecode::new_raw(Bytes::from(code.clone()));
-        db.insert_account_info(TARGET, AccountInfo::new(U256::ZERO, 1, bc.hash_slow(), bc));
-        db.insert_account_info(
-            CALLER,
-            AccountInfo {
-                balance: U256::from(10u64.pow(18)),
-                ..Default::default()
-            },
-        );
-        db
-    };
+    let db = || db_with(&code);
     let env = || EvmEnv {
         cfg_env: CfgEnv::new_with_spec(SpecId::PRAGUE),
         block_env: BlockEnv {
@@ -293,4 +265,24 @@ fn profiling_follows_a_frame_across_its_calls() {
         18,
         "every instruction but the two immediates"
     );
+}
+
+/// An in-memory database with `code` at [`TARGET`] and a funded [`CALLER`].
+fn db_with(code: &[u8]) -> revm::database::CacheDB<revm::database::EmptyDB> {
+    use revm::{
+        database::{CacheDB, EmptyDB},
+        primitives::{Bytes, U256},
+        state::{AccountInfo, Bytecode},
+    };
+    let mut db = CacheDB::new(EmptyDB::default());
+    let bc = Bytecode::new_raw(Bytes::copy_from_slice(code));
+    db.insert_account_info(TARGET, AccountInfo::new(U256::ZERO, 1, bc.hash_slow(), bc));
+    db.insert_account_info(
+        CALLER,
+        AccountInfo {
+            balance: U256::from(10u64.pow(18)),
+            ..Default::default()
+        },
+    );
+    db
 }
