@@ -1164,18 +1164,18 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         &mut self,
         cold: bool,
     ) -> Res<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)> {
-        let (slot, status, name) = if cold {
-            (&mut self.to_interp_cold, STATUS_COLD_CODE, "cold_block")
+        if let Some(t) = if cold {
+            self.to_interp_cold
         } else {
-            (
-                &mut self.to_interp,
-                STATUS_CONTINUE_IN_INTERPRETER,
-                "to_interpreter",
-            )
-        };
-        if let Some(t) = *slot {
+            self.to_interp
+        } {
             return Ok(t);
         }
+        let (status, name) = if cold {
+            (STATUS_COLD_CODE, "cold_block")
+        } else {
+            (STATUS_CONTINUE_IN_INTERPRETER, "to_interpreter")
+        };
         let cur = self.b.get_insert_block().unwrap();
         let bb = self.cx.append_basic_block(self.func, name);
         self.b.position_at_end(bb);
@@ -1188,11 +1188,12 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         )?;
         self.exit_with(status)?;
         self.b.position_at_end(cur);
-        if cold {
-            self.to_interp_cold = Some((bb, pc, sp));
+        let slot = if cold {
+            &mut self.to_interp_cold
         } else {
-            self.to_interp = Some((bb, pc, sp));
-        }
+            &mut self.to_interp
+        };
+        *slot = Some((bb, pc, sp));
         Ok((bb, pc, sp))
     }
 

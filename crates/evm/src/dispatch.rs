@@ -34,8 +34,6 @@ pub struct FrameCache {
     /// The live frames (by depth) whose code is being profiled, in depth order; kept apart from
     /// `by_depth` so that frames of compiled code pay nothing for profiling.
     profiling: Vec<(usize, Arc<Profile>)>,
-    /// A profile the last lookup found, for `function_for` to attach to the frame's depth.
-    found_profile: Option<Arc<Profile>>,
     /// The last code key looked up in `hits` and its answer: consecutive frames often run the
     /// same code (a loop of calls into one contract), and comparing one hash is cheaper than
     /// hashing it.
@@ -79,7 +77,6 @@ impl FrameCache {
             hits: FxHashMap::default(),
             by_depth: Vec::new(),
             profiling: Vec::new(),
-            found_profile: None,
             last: None,
             compiled_frames: 0,
             interpreted_frames: 0,
@@ -118,8 +115,13 @@ impl FrameCache {
         }
     }
 
-    /// The compiled function for the frame's code, if there is one.
-    fn lookup(&mut self, interpreter: &mut Interpreter<EthInterpreter>) -> Option<CompiledFn> {
+    /// The compiled function for the frame's code, if there is one; a frame of code being
+    /// profiled is added to `profiling` at `depth`.
+    fn lookup(
+        &mut self,
+        depth: usize,
+        interpreter: &mut Interpreter<EthInterpreter>,
+    ) -> Option<CompiledFn> {
         // Empty code stops at once; there is nothing to compile.
         if !interpreter.bytecode.is_legacy()
             || interpreter.bytecode.original_byte_slice().is_empty()
@@ -152,7 +154,7 @@ impl FrameCache {
                     Lookup::NotYet => return None,
                     // Not remembered: the profile ends in a compilation.
                     Lookup::Profile(p) => {
-                        self.found_profile = Some(p);
+                        self.profiling.push((depth, p));
                         return None;
                     }
                 }
@@ -174,19 +176,15 @@ impl FrameCache {
                 return *f;
             }
         }
-        let f = self.lookup(interpreter);
-        if self.by_depth.len() <= depth {
-            self.by_depth.resize(depth + 1, None);
-        }
-        self.by_depth[depth] = f;
         // Frames at this depth and deeper have ended.
         if !self.profiling.is_empty() {
             self.profiling.retain(|(d, _)| *d < depth);
         }
-        if self.found_profile.is_some() {
-            self.profiling
-                .extend(self.found_profile.take().map(|profile| (depth, profile)));
+        let f = self.lookup(depth, interpreter);
+        if self.by_depth.len() <= depth {
+            self.by_depth.resize(depth + 1, None);
         }
+        self.by_depth[depth] = f;
         f
     }
 

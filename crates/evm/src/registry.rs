@@ -106,6 +106,13 @@ impl Profile {
         self.runs.load(Ordering::Relaxed)
     }
 
+    /// The instructions recorded so far, if they are more than the profile started with: a
+    /// widened profile that found nothing new means the paths it was widened for are too rare
+    /// to profile.
+    pub fn grown_coverage(&self) -> Option<Coverage> {
+        Some(self.coverage()).filter(|c| c.len() > self.seed)
+    }
+
     /// The instructions recorded so far.
     pub fn coverage(&self) -> Coverage {
         self.coverage
@@ -317,13 +324,11 @@ impl Runtime {
             (None, _) => None,
         };
         // Compile outside any lock: the execution path never waits on another compilation.
-        // A widened profile that found nothing new means the paths it was widened for are too
-        // rare to profile: compile everything.
+        // Without new pcs in the profile (or on AOT), the whole code.
         let coverage = profile
             .as_ref()
             .filter(|_| matches!(self.backend, Backend::Jit))
-            .map(|p| p.coverage())
-            .filter(|c| profile.as_ref().is_none_or(|p| c.len() > p.seed));
+            .and_then(|p| p.grown_coverage());
         let entry = match self.compile(hash, spec, &code(), coverage.as_ref()) {
             Ok(f) => Entry::Ready(Arc::new(f)),
             Err(e) => {
