@@ -21,9 +21,10 @@ pub use jit::JitFunction;
 
 use inkwell::{
     context::Context,
+    memory_buffer::MemoryBuffer,
     module::Module,
     passes::PassBuilderOptions,
-    targets::{CodeModel, InitializationConfig, RelocMode, Target, TargetMachine},
+    targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine},
     OptimizationLevel,
 };
 use lower::{Linking, LowerOptions};
@@ -275,7 +276,7 @@ pub enum Emit {
     So,
 }
 
-fn init_llvm() -> Result<(), CompileError> {
+pub(crate) fn init_llvm() -> Result<(), CompileError> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
         // The machine scheduler builds a dependence graph per scheduling region that is
@@ -312,23 +313,45 @@ fn init_llvm() -> Result<(), CompileError> {
     .map_err(CompileError::Llvm)
 }
 
+/// What a target machine is configured for: code generation differs only in these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CodegenKey {
+    opt: OptLevel,
+    /// Select instructions with FastISel where it can, SelectionDAG elsewhere.
+    fast_isel: bool,
+}
+
+impl CodegenKey {
+    /// The code generation `pipeline`'s functions get under `opts`.
+    fn of(opts: &CompileOptions, pipeline: Pipeline) -> Self {
+        Self {
+            opt: opts.opt_level,
+            fast_isel: pipeline.fast_isel(),
+        }
+    }
+}
+
 thread_local! {
     /// Building a target machine costs milliseconds (feature tables, lowering tables), which
-    /// would dominate compiling a small contract; each thread keeps one per optimisation level.
-    static TARGET_MACHINES: std::cell::RefCell<std::collections::HashMap<OptLevel, std::rc::Rc<TargetMachine>>> =
+    /// would dominate compiling a small contract; each thread keeps one per configuration.
+    static TARGET_MACHINES: std::cell::RefCell<std::collections::HashMap<CodegenKey, std::rc::Rc<TargetMachine>>> =
         Default::default();
 }
 
-/// This thread's host target machine for `opt`.
-pub(crate) fn host_target_machine(
-    opt: OptLevel,
-) -> Result<std::rc::Rc<TargetMachine>, CompileError> {
+/// This thread's host target machine for `key`.
+fn host_target_machine(key: CodegenKey) -> Result<std::rc::Rc<TargetMachine>, CompileError> {
     TARGET_MACHINES.with(|tms| {
-        if let Some(tm) = tms.borrow().get(&opt) {
+        if let Some(tm) = tms.borrow().get(&key) {
             return Ok(tm.clone());
         }
-        let tm = std::rc::Rc::new(new_host_target_machine(opt)?);
-        tms.borrow_mut().insert(opt, tm.clone());
+        let tm = new_host_target_machine(key.opt)?;
+        if key.fast_isel {
+            // SAFETY: `tm` is a valid target machine owned here; the setter only flips an
+            // option that code generation reads.
+            unsafe { llvm_sys::target_machine::LLVMSetTargetMachineFastISel(tm.as_mut_ptr(), 1) };
+        }
+        let tm = std::rc::Rc::new(tm);
+        tms.borrow_mut().insert(key, tm.clone());
         Ok(tm)
     })
 }
@@ -404,8 +427,8 @@ fn build_module<'ctx>(
     opts: &CompileOptions,
     coverage: Option<&Coverage>,
     linking: Linking,
-    tm: &TargetMachine,
-) -> Result<(Module<'ctx>, OptLevel), CompileError> {
+    entry: &str,
+) -> Result<Built<'ctx>, CompileError> {
     check_input(code, spec, opts)?;
     let mut analysis = analysis::analyze(code, spec);
     if let Some(Fault::StaticGas { opcode, delta }) = opts.fault {
@@ -451,7 +474,7 @@ fn build_module<'ctx>(
     }
     let pipeline = Pipeline::choose(opts, &analysis);
     tracing::debug!(?pipeline, blocks, "optimisation pipeline");
-    let level = opts.opt_level;
+    let tm = host_target_machine(CodegenKey::of(opts, pipeline))?;
     let module = cx.create_module("kiln");
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());
@@ -462,14 +485,29 @@ fn build_module<'ctx>(
         flip_lt: opts.fault == Some(Fault::FlipLt),
         pass_entry_slots: analysis.hot_block_count() <= opts.pass_slots_max_blocks,
     };
-    lower::lower(cx, &module, &analysis, AOT_ENTRY_SYMBOL, lower_opts)?;
+    lower::lower(cx, &module, &analysis, entry, lower_opts)?;
     module
         .verify()
         .map_err(|e| CompileError::Internal(format!("invalid IR: {}", e.to_string())))?;
     module
-        .run_passes(pipeline.passes(), tm, PassBuilderOptions::create())
+        .run_passes(pipeline.passes(), &tm, PassBuilderOptions::create())
         .map_err(|e| CompileError::Llvm(e.to_string()))?;
-    Ok((module, level))
+    Ok(Built { module, tm })
+}
+
+/// An optimised module and the target machine that generates its code.
+struct Built<'ctx> {
+    module: Module<'ctx>,
+    tm: std::rc::Rc<TargetMachine>,
+}
+
+impl Built<'_> {
+    /// Native code for the module: an object file or assembly text.
+    fn emit(&self, file_type: FileType) -> Result<MemoryBuffer<'_>, CompileError> {
+        self.tm
+            .write_to_memory_buffer(&self.module, file_type)
+            .map_err(|e| CompileError::Llvm(e.to_string()))
+    }
 }
 
 /// The LLVM middle-end pipeline a function gets.
@@ -481,7 +519,12 @@ fn build_module<'ctx>(
 /// compiled contract is one function that calls only external builtins). Measured with
 /// `kiln bench` on the contracts above 64 sections (weth, erc20_transfer, uniswap_v2_pair,
 /// snailtracer, main/): the same run time within noise (weth 1.35x vs 1.36x), with 20-35% less
-/// compile time (weth 420 -> 320 ms).
+/// compile time (weth 420 -> 320 ms). Lean functions also select instructions with FastISel,
+/// which handles the 64-bit bookkeeping (gas, stack pointer, memory bounds) and leaves the
+/// 256-bit arithmetic to SelectionDAG: 25-30% less compile time on the large contracts
+/// (snailtracer 7.0 -> 4.9 s, uniswap_v2_pair 2.4 -> 1.7-1.9 s, erc20_transfer 481 -> 368 ms;
+/// medians of three `kiln bench ../shared/bench/contracts --modes jit` runs) with speeds
+/// within noise. Small functions keep SelectionDAG: their loops are where it pays.
 ///
 /// The lean pipeline also bounds compile time: every section's bail-out edge leaves any loop it
 /// sits in, so a loop body with `n` sections has `n` exits, and LCSSA (run before every loop
@@ -513,6 +556,11 @@ impl Pipeline {
         } else {
             Pipeline::Lean
         }
+    }
+
+    /// Whether code generation uses FastISel (see the type's docs).
+    fn fast_isel(self) -> bool {
+        matches!(self, Pipeline::Lean)
     }
 
     /// The pass pipeline, in `opt -passes=` syntax.
@@ -548,28 +596,21 @@ pub fn compile_to_bytes(
     coverage: Option<&Coverage>,
     emit: Emit,
 ) -> Result<Vec<u8>, CompileError> {
-    let tm = host_target_machine(opts.opt_level)?;
     let cx = Context::create();
-    let (module, _) = build_module(&cx, code, spec, opts, coverage, Linking::PointerTable, &tm)?;
+    let built = build_module(
+        &cx,
+        code,
+        spec,
+        opts,
+        coverage,
+        Linking::PointerTable,
+        AOT_ENTRY_SYMBOL,
+    )?;
     match emit {
-        Emit::Ir => Ok(module.print_to_string().to_bytes().to_vec()),
-        Emit::Asm | Emit::Obj => {
-            let ft = if emit == Emit::Asm {
-                inkwell::targets::FileType::Assembly
-            } else {
-                inkwell::targets::FileType::Object
-            };
-            let buf = tm
-                .write_to_memory_buffer(&module, ft)
-                .map_err(|e| CompileError::Llvm(e.to_string()))?;
-            Ok(buf.as_slice().to_vec())
-        }
-        Emit::So => {
-            let obj = tm
-                .write_to_memory_buffer(&module, inkwell::targets::FileType::Object)
-                .map_err(|e| CompileError::Llvm(e.to_string()))?;
-            aot::link_shared(obj.as_slice())
-        }
+        Emit::Ir => Ok(built.module.print_to_string().to_bytes().to_vec()),
+        Emit::Asm => Ok(built.emit(FileType::Assembly)?.as_slice().to_vec()),
+        Emit::Obj => Ok(built.emit(FileType::Object)?.as_slice().to_vec()),
+        Emit::So => aot::link_shared(built.emit(FileType::Object)?.as_slice()),
     }
 }
 
