@@ -11,7 +11,7 @@ use std::{
 use alloy_primitives::{Address, Bytes, B256, U256};
 use eyre::WrapErr;
 use kiln_compiler::{aot::ArtifactDir, compile_to_bytes, CompileOptions, Coverage, Emit};
-use kiln_evm::{CompilePolicy, CoverageInspector, Entry, KilnEvm, Runtime};
+use kiln_evm::{CompilePolicy, CompiledCode, CoverageInspector, Entry, KilnEvm, Runtime};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::{
@@ -448,7 +448,8 @@ pub struct CompileReport {
     /// Compile time of those that compiled, in microseconds (measured when each code was first
     /// compiled; codes shared by several workloads are compiled once and charged to each).
     pub compile_micros: u64,
-    /// Total size of the relocatable object files (`Emit::Obj`) of the codes that compiled.
+    /// Total size of the relocatable object files of the codes that compiled: the objects the
+    /// JIT linked, or for AOT the objects its libraries were linked from.
     pub object_bytes: u64,
     /// Codes that did not compile, with the reason; they run on the interpreter.
     pub failures: Vec<String>,
@@ -569,10 +570,16 @@ impl Compiler {
                 .clone();
             runtime.insert(*hash, spec, compiled.entry.clone());
             match &compiled.entry {
-                Entry::Ready(_) => {
+                Entry::Ready(compiled_code) => {
                     report.compile_micros += compiled.micros;
                     report.compiled_bytes += code.len();
-                    match self.object_size(*hash, spec, code, coverage) {
+                    let size = match compiled_code.as_ref() {
+                        // The JIT linked exactly this object.
+                        CompiledCode::Jit(f) => Ok(f.object_bytes() as u64),
+                        // A library holds more than the code; emit the object to compare.
+                        CompiledCode::Aot(_) => self.object_size(*hash, spec, code, coverage),
+                    };
+                    match size {
                         Ok(size) => report.object_bytes += size,
                         Err(err) => report.failures.push(format!("{hash}: object: {err}")),
                     }
@@ -586,7 +593,7 @@ impl Compiler {
     }
 
     /// Size of the object file LLVM emits for `code`: the native code plus its relocations and
-    /// symbols. JIT code is the same machine code in memory.
+    /// symbols (what an AOT library was linked from).
     fn object_size(
         &mut self,
         hash: B256,
