@@ -357,10 +357,10 @@ fn host_target_machine(key: CodegenKey) -> Result<std::rc::Rc<TargetMachine>, Co
 }
 
 /// A target machine for the host's architecture, position independent so that objects link
-/// into shared libraries.
+/// into shared libraries (AOT) and wherever the JIT's linker places them.
 ///
-/// It targets the architecture's baseline CPU, not the host's model, the same as MCJIT's code
-/// generator does for the JIT. On an AVX-512 host the host model's vector registers made
+/// It targets the architecture's baseline CPU, not the host's model (as the JIT's MCJIT
+/// engines did before the JIT moved to ORC and this machine). On an AVX-512 host the host model's vector registers made
 /// greedy register allocation of the 256-bit words several times slower (snailtracer's AOT
 /// compile 15.9 -> 5.2 s with the baseline, allocation 10.6 -> 1.2 s, `-time-passes`) and the
 /// code no faster (AOT snailtracer 3.72x with the host model, 3.98x with the baseline, in one
