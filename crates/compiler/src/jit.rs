@@ -23,9 +23,10 @@ use llvm_sys::{
         },
         LLVMJITEvaluatedSymbol, LLVMJITSymbolFlags, LLVMJITSymbolGenericFlags,
         LLVMOrcAbsoluteSymbols, LLVMOrcCSymbolMapPair,
-        LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess, LLVMOrcJITDylibAddGenerator,
-        LLVMOrcJITDylibCreateResourceTracker, LLVMOrcJITDylibDefine, LLVMOrcJITDylibRef,
-        LLVMOrcReleaseResourceTracker, LLVMOrcResourceTrackerRef, LLVMOrcResourceTrackerRemove,
+        LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess, LLVMOrcDisposeMaterializationUnit,
+        LLVMOrcJITDylibAddGenerator, LLVMOrcJITDylibCreateResourceTracker, LLVMOrcJITDylibDefine,
+        LLVMOrcJITDylibRef, LLVMOrcReleaseResourceTracker, LLVMOrcResourceTrackerRef,
+        LLVMOrcResourceTrackerRemove,
     },
 };
 use revm::primitives::hardfork::SpecId;
@@ -131,7 +132,11 @@ fn jit() -> Result<&'static Jit, CompileError> {
                 })
                 .collect();
             let unit = LLVMOrcAbsoluteSymbols(symbols.as_mut_ptr(), symbols.len());
-            take_error(LLVMOrcJITDylibDefine(dylib, unit))?;
+            if let Err(e) = take_error(LLVMOrcJITDylibDefine(dylib, unit)) {
+                // A failed definition leaves the unit with the caller.
+                LLVMOrcDisposeMaterializationUnit(unit);
+                return Err(e);
+            }
             let mut generator = std::ptr::null_mut();
             take_error(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
                 &mut generator,
