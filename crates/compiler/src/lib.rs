@@ -284,19 +284,31 @@ pub(crate) fn init_llvm() -> Result<(), CompileError> {
         // thousands, which took minutes. Out-of-order x86 cores gain little from it. Store
         // merging in the DAG combiner is quadratic in adjacent stores the same way (a block
         // that leaves 1,000 values on the stack writes 4,000 adjacent words).
-        // Extra LLVM options for experiments (e.g. `-time-passes`), never needed in normal use.
+        // The greedy register allocator's region splitting grows each region over the CFG with
+        // a budget of 10,000 edge visits per live range; a compiled contract keeps a few values
+        // (context, stack base, stack pointer, gas) live across thousands of blocks, and growing
+        // their regions was a quarter of snailtracer's code generation. A budget of 1,000:
+        // snailtracer 4.2-4.7 -> 3.3-3.5 s, uniswap_v2_pair 1.40-1.50 -> 1.24-1.40 s, weth
+        // 238-262 -> 214-231 ms, speeds within noise (3 alternating `kiln bench` rounds).
+        // Extra LLVM options for experiments (e.g. `-time-passes`), never needed in normal use;
+        // one naming a default above replaces it (LLVM exits on an option given twice).
         let extra = std::env::var("KILN_LLVM_ARGS").unwrap_or_default();
+        let extra: Vec<&str> = extra.split_whitespace().collect();
+        let option_name = |arg: &str| arg.split('=').next().unwrap_or(arg).to_string();
         let args: Vec<std::ffi::CString> = [
-            "kiln",
             "-enable-misched=false",
             "-enable-post-misched=false",
             "-combiner-store-merging=false",
+            "-grow-region-complexity-budget=1000",
         ]
         .into_iter()
-        .chain(extra.split_whitespace())
+        .filter(|default| !extra.iter().any(|e| option_name(e) == option_name(default)))
+        .chain(extra.iter().copied())
         .map(|a| std::ffi::CString::new(a).expect("no NUL in option"))
         .collect();
-        let argv: Vec<*const std::ffi::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        let argv: Vec<*const std::ffi::c_char> = std::iter::once(c"kiln".as_ptr())
+            .chain(args.iter().map(|a| a.as_ptr()))
+            .collect();
         // SAFETY: argv holds valid NUL-terminated strings that outlive the call; the options
         // exist in LLVM 22 (an unknown option would make LLVM exit), and this runs once, before
         // any other LLVM use in this process.
