@@ -224,7 +224,7 @@ pub struct CompileOptions {
     pub max_wide_arith: usize,
     /// Above this many basic blocks, skip LLVM's optimisation passes (see [`Pipeline`]).
     pub optimize_max_blocks: usize,
-    /// Above this many gas sections, use the lean pass pipeline instead of LLVM's full one
+    /// Above this many gas sections, use the lean pass pipeline instead of the loop one
     /// (see [`Pipeline`]).
     pub full_opt_max_sections: usize,
     /// Up to this many basic blocks, static edges pass the target block's entry stack slots in
@@ -524,9 +524,20 @@ impl Built<'_> {
 
 /// The LLVM middle-end pipeline a function gets.
 ///
-/// Small functions (up to `full_opt_max_sections` gas sections) get LLVM's `default<On>`: its
-/// loop passes are worth about 8% on tight loops (fibonacci 11.8x vs 10.9x lean, on one loaded
-/// run) and cost only a few milliseconds there. Larger functions get a lean scalar pipeline: SROA, early CSE, instcombine,
+/// Small functions (up to `full_opt_max_sections` gas sections) at the default level get a
+/// scalar pipeline with one loop pass group (loop rotation and LICM): the part of LLVM's
+/// `default<O2>` that pays on EVM loops, whose bodies reload the stack pointer and gas and
+/// recompute the stack base each iteration. The rest of `default<O2>` (the inliner and
+/// interprocedural passes, vectorizers, unrolling, a dozen analyses built per function) is
+/// fixed work per function that a contract, one function calling only external builtins, does
+/// not use. Measured with two alternating rounds of `kiln bench ../shared/bench/contracts
+/// --modes jit`: compile time fibonacci-calldata 11 -> 7-8 ms, factorial 11-18 -> 8-10,
+/// hash_10k 43-62 -> 32-36, bswap64 74-122 -> 63, counter 22-24 -> 18-19; speeds within
+/// noise except fibonacci-calldata (24-27x -> 22x, its target is 13x). Without the loop
+/// passes factorial fell to 9.5x (target 9). `--opt-level 1` and `3` keep LLVM's
+/// `default<O1>`/`default<O3>` for small functions.
+///
+/// Larger functions get a lean scalar pipeline: SROA, early CSE, instcombine,
 /// CFG simplification, GVN and dead-store elimination, with no loop passes and no inliner (a
 /// compiled contract is one function that calls only external builtins). Measured with
 /// `kiln bench` on the contracts above 64 sections (weth, erc20_transfer, uniswap_v2_pair,
@@ -552,7 +563,9 @@ pub enum Pipeline {
     None,
     /// Scalar clean-up without loop passes, for larger functions.
     Lean,
-    /// LLVM's `default<On>` pipeline, for small functions.
+    /// Scalar clean-up with loop rotation and LICM, for small functions at the default level.
+    Loops,
+    /// LLVM's `default<On>` pipeline, for small functions at `--opt-level 1` or `3`.
     Full(OptLevel),
 }
 
@@ -563,10 +576,12 @@ impl Pipeline {
             return Pipeline::None;
         }
         let sections = analysis.section_count();
-        if sections <= opts.full_opt_max_sections {
-            Pipeline::Full(opts.opt_level)
-        } else {
+        if sections > opts.full_opt_max_sections {
             Pipeline::Lean
+        } else if opts.opt_level == OptLevel::O2 {
+            Pipeline::Loops
+        } else {
+            Pipeline::Full(opts.opt_level)
         }
     }
 
@@ -581,6 +596,9 @@ impl Pipeline {
             Pipeline::None => "default<O0>",
             Pipeline::Lean => {
                 "function(sroa,early-cse<memssa>,instcombine<no-verify-fixpoint>,simplifycfg,gvn,dse,simplifycfg)"
+            }
+            Pipeline::Loops => {
+                "function(sroa,early-cse<memssa>,instcombine<no-verify-fixpoint>,simplifycfg,loop-mssa(loop-rotate,licm),gvn,dse,simplifycfg)"
             }
             Pipeline::Full(level) => level.pipeline(),
         }
@@ -716,7 +734,7 @@ mod tests {
             ..o
         };
         let small = analysis::analyze(&[0x60, 1, 0x60, 2, 0x01, 0x00], SpecId::CANCUN);
-        assert_eq!(Pipeline::choose(&o, &small), Pipeline::Full(OptLevel::O2));
+        assert_eq!(Pipeline::choose(&o, &small), Pipeline::Loops);
         assert_eq!(Pipeline::choose(&o3, &small), Pipeline::Full(OptLevel::O3));
         assert_eq!(
             Pipeline::choose(

@@ -417,6 +417,7 @@ pub fn run(size: usize, filter: Option<&str>) -> eyre::Result<ExitCode> {
         let level = match kiln_compiler::Pipeline::choose(&opts, &analysis) {
             kiln_compiler::Pipeline::None => "O0",
             kiln_compiler::Pipeline::Lean => "lean",
+            kiln_compiler::Pipeline::Loops => "loops",
             kiln_compiler::Pipeline::Full(_) => "full",
         };
         match run_child(bomb.name, size) {
