@@ -285,30 +285,26 @@ pub(crate) fn init_llvm() -> Result<(), CompileError> {
         // merging in the DAG combiner is quadratic in adjacent stores the same way (a block
         // that leaves 1,000 values on the stack writes 4,000 adjacent words).
         // The greedy register allocator's region splitting grows each region over the CFG with
-        // a budget of 10,000 edge visits per live range; a compiled contract keeps a few values
-        // (context, stack base, stack pointer, gas) live across thousands of blocks, and growing
-        // their regions was a quarter of snailtracer's code generation. A budget of 1,000:
+        // a budget of 10,000 edge visits per live range; a large contract is one function of
+        // thousands of blocks with values (the context, the stack base) live across all of
+        // them, and growing regions was a quarter of snailtracer's code generation. A budget of 1,000:
         // snailtracer 4.2-4.7 -> 3.3-3.5 s, uniswap_v2_pair 1.40-1.50 -> 1.24-1.40 s, weth
         // 238-262 -> 214-231 ms, speeds within noise (3 alternating `kiln bench` rounds).
         // Extra LLVM options for experiments (e.g. `-time-passes`), never needed in normal use;
-        // one naming a default above replaces it (LLVM exits on an option given twice).
+        // they come last, and LLVM keeps an option's last value, so they can replace a default.
         let extra = std::env::var("KILN_LLVM_ARGS").unwrap_or_default();
-        let extra: Vec<&str> = extra.split_whitespace().collect();
-        let option_name = |arg: &str| arg.split('=').next().unwrap_or(arg).to_string();
         let args: Vec<std::ffi::CString> = [
+            "kiln",
             "-enable-misched=false",
             "-enable-post-misched=false",
             "-combiner-store-merging=false",
             "-grow-region-complexity-budget=1000",
         ]
         .into_iter()
-        .filter(|default| !extra.iter().any(|e| option_name(e) == option_name(default)))
-        .chain(extra.iter().copied())
+        .chain(extra.split_whitespace())
         .map(|a| std::ffi::CString::new(a).expect("no NUL in option"))
         .collect();
-        let argv: Vec<*const std::ffi::c_char> = std::iter::once(c"kiln".as_ptr())
-            .chain(args.iter().map(|a| a.as_ptr()))
-            .collect();
+        let argv: Vec<*const std::ffi::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         // SAFETY: argv holds valid NUL-terminated strings that outlive the call; the options
         // exist in LLVM 22 (an unknown option would make LLVM exit), and this runs once, before
         // any other LLVM use in this process.
@@ -533,8 +529,9 @@ impl Built<'_> {
 /// not use. Measured with two alternating rounds of `kiln bench ../shared/bench/contracts
 /// --modes jit`: compile time fibonacci-calldata 11 -> 7-8 ms, factorial 11-18 -> 8-10,
 /// hash_10k 43-62 -> 32-36, bswap64 74-122 -> 63, counter 22-24 -> 18-19; speeds within
-/// noise except fibonacci-calldata (24-27x -> 22x, its target is 13x). Without the loop
-/// passes factorial fell to 9.5x (target 9). `--opt-level 1` and `3` keep LLVM's
+/// noise (alternating builds, `--filter X --min-time 1`, calm rounds: fibonacci-calldata
+/// 2.65-2.71 vs 2.70-2.72 us per transaction, hash_10k 1.15 vs 1.13-1.17 ms, factorial 6.1 us
+/// either way). Without the loop passes factorial fell to 9.5x (target 9). `--opt-level 1` and `3` keep LLVM's
 /// `default<O1>`/`default<O3>` for small functions.
 ///
 /// Larger functions get a lean scalar pipeline: SROA, early CSE, instcombine,
