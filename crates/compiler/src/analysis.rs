@@ -285,6 +285,78 @@ impl Analysis {
     pub fn is_jumpdest(&self, pc: u32) -> bool {
         self.jumpdests.binary_search(&pc).is_ok()
     }
+
+    /// The block a constant jump target enters, if it is a valid one.
+    pub fn static_jump_block(&self, target: U256) -> Option<usize> {
+        u32::try_from(target)
+            .ok()
+            .filter(|&t| self.is_jumpdest(t))
+            .and_then(|t| self.block_at(t))
+    }
+
+    /// The blocks block `bi`'s static edges enter: the next block (fallthrough, a suspend's
+    /// resume point, JUMPI's not-taken edge) and a PUSH+JUMP(I)'s constant target.
+    pub fn static_successors(&self, bi: usize) -> [Option<usize>; 2] {
+        let b = &self.blocks[bi];
+        let next = self.insts.get(b.end).and_then(|i| self.block_at(i.pc));
+        let const_target = (b.end - 1 > b.start && is_push(self.insts[b.end - 2].op))
+            .then(|| self.insts[b.end - 2].imm);
+        let jump_target = || const_target.and_then(|t| self.static_jump_block(t));
+        match b.end_kind {
+            BlockEnd::Fallthrough | BlockEnd::Suspend => [next, None],
+            BlockEnd::JumpI => [
+                self.blocks
+                    .get(bi + 1)
+                    .filter(|nb| nb.start == b.end)
+                    .map(|_| bi + 1),
+                jump_target(),
+            ],
+            BlockEnd::Jump => [jump_target(), None],
+            BlockEnd::Exit => [None, None],
+        }
+    }
+
+    /// Whether static edges close a cycle: a loop that runs without dynamic jumps, as compilers
+    /// emit `for`/`while` loops. A backward jump alone is not one (Solidity jumps back to
+    /// shared code that leaves through a dynamic jump or a halt); loops closed only by dynamic
+    /// jumps (recursion through internal functions) are not seen.
+    pub fn has_static_loop(&self) -> bool {
+        // Depth-first search over all blocks, cold ones too, so that a profile does not change
+        // the answer; a cycle is an edge to a block still on the search path.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            OnPath,
+            Done,
+        }
+        let mut mark = vec![Mark::New; self.blocks.len()];
+        for root in 0..self.blocks.len() {
+            if mark[root] != Mark::New {
+                continue;
+            }
+            mark[root] = Mark::OnPath;
+            let mut path = vec![(root, 0usize)];
+            while let Some((bi, next_edge)) = path.last_mut() {
+                let succs = self.static_successors(*bi);
+                let Some(succ) = succs.get(*next_edge).copied() else {
+                    mark[*bi] = Mark::Done;
+                    path.pop();
+                    continue;
+                };
+                *next_edge += 1;
+                let Some(t) = succ else { continue };
+                match mark[t] {
+                    Mark::OnPath => return true,
+                    Mark::Done => {}
+                    Mark::New => {
+                        mark[t] = Mark::OnPath;
+                        path.push((t, 0));
+                    }
+                }
+            }
+        }
+        false
+    }
 }
 
 /// The spec in which an inline opcode became valid. Delegated opcodes are checked by revm itself.
@@ -715,6 +787,24 @@ mod tests {
         let a = analyze(&[0x60, 4, 0x56, 0x00, 0x5b, 0x5b, 0x00], SpecId::CANCUN);
         let starts: Vec<u32> = a.blocks.iter().map(|b| a.insts[b.start].pc).collect();
         assert_eq!(starts, vec![0, 4]);
+    }
+
+    #[test]
+    fn static_loops_are_cycles_of_static_edges_not_backward_jumps() {
+        let spec = SpecId::CANCUN;
+        // JUMPDEST, PUSH1 0, JUMP: a block that jumps to itself.
+        assert!(analyze(&[0x5b, 0x60, 0, 0x56], spec).has_static_loop());
+        // A JUMPI loop: JUMPDEST, GAS, PUSH1 0, JUMPI, STOP.
+        assert!(analyze(&[0x5b, 0x5a, 0x60, 0, 0x57, 0x00], spec).has_static_loop());
+        // A backward jump to shared code that stops: PUSH1 5, JUMP, JUMPDEST, STOP,
+        // JUMPDEST, PUSH1 3, JUMP.
+        let back = analyze(&[0x60, 5, 0x56, 0x5b, 0x00, 0x5b, 0x60, 3, 0x56], spec);
+        assert!(back.straight_line().is_none(), "a backward jump");
+        assert!(!back.has_static_loop());
+        // Straight-line code; and a loop closed by a dynamic jump (JUMPDEST, PUSH0,
+        // CALLDATALOAD, JUMP), which is not seen.
+        assert!(!analyze(&[0x60, 1, 0x60, 2, 0x01, 0x00], spec).has_static_loop());
+        assert!(!analyze(&[0x5b, 0x5f, 0x35, 0x56], spec).has_static_loop());
     }
 
     #[test]

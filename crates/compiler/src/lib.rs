@@ -330,11 +330,11 @@ pub(crate) struct CodegenKey {
 }
 
 impl CodegenKey {
-    /// The code generation `pipeline`'s functions get under `opts`.
-    fn of(opts: &CompileOptions, pipeline: Pipeline) -> Self {
+    /// The code generation `analysis`'s function gets on `pipeline` under `opts`.
+    fn of(opts: &CompileOptions, pipeline: Pipeline, analysis: &analysis::Analysis) -> Self {
         Self {
             opt: opts.opt_level,
-            fast_isel: pipeline.fast_isel(),
+            fast_isel: pipeline.fast_isel(analysis),
         }
     }
 }
@@ -481,8 +481,14 @@ fn build_module<'ctx>(
         }
     }
     let pipeline = Pipeline::choose(opts, &analysis);
-    tracing::debug!(?pipeline, blocks, "optimisation pipeline");
-    let tm = host_target_machine(CodegenKey::of(opts, pipeline))?;
+    let codegen = CodegenKey::of(opts, pipeline, &analysis);
+    tracing::debug!(
+        ?pipeline,
+        blocks,
+        fast_isel = codegen.fast_isel,
+        "optimisation pipeline"
+    );
+    let tm = host_target_machine(codegen)?;
     let module = cx.create_module("kiln");
     module.set_triple(&tm.get_triple());
     module.set_data_layout(&tm.get_target_data().get_data_layout());
@@ -544,7 +550,12 @@ impl Built<'_> {
 /// 256-bit arithmetic to SelectionDAG: 25-30% less compile time on the large contracts
 /// (snailtracer 7.0 -> 4.9 s, uniswap_v2_pair 2.4 -> 1.7-1.9 s, erc20_transfer 481 -> 368 ms;
 /// medians of three `kiln bench ../shared/bench/contracts --modes jit` runs) with speeds
-/// within noise. Small functions keep SelectionDAG: their loops are where it pays.
+/// within noise. Small functions keep SelectionDAG where they loop (a cycle of static edges,
+/// [`analysis::Analysis::has_static_loop`]): FastISel ran fibonacci-calldata's loop 8% slower
+/// (2.70 -> 2.92-2.95 us per transaction) for no compile-time gain. Loop-free small functions
+/// (a contract's dispatcher and straight-line methods) use FastISel too: bswap64 105 -> 66 ms,
+/// bswap64_opt 64 -> 37, counter 23 -> 18 (medians of three alternating `kiln bench
+/// ../shared/bench/contracts --modes jit,jit-profiled` runs; speeds within noise).
 ///
 /// The lean pipeline also bounds compile time: every section's bail-out edge leaves any loop it
 /// sits in, so a loop body with `n` sections has `n` exits, and LCSSA (run before every loop
@@ -582,9 +593,14 @@ impl Pipeline {
         }
     }
 
-    /// Whether code generation uses FastISel (see the type's docs).
-    fn fast_isel(self) -> bool {
-        matches!(self, Pipeline::Lean)
+    /// Whether code generation for `analysis`'s function on this pipeline uses FastISel (see
+    /// the type's docs).
+    fn fast_isel(self, analysis: &analysis::Analysis) -> bool {
+        match self {
+            Pipeline::Lean => true,
+            Pipeline::Loops | Pipeline::Full(_) => !analysis.has_static_loop(),
+            Pipeline::None => false,
+        }
     }
 
     /// The pass pipeline, in `opt -passes=` syntax.
@@ -732,6 +748,11 @@ mod tests {
         };
         let small = analysis::analyze(&[0x60, 1, 0x60, 2, 0x01, 0x00], SpecId::CANCUN);
         assert_eq!(Pipeline::choose(&o, &small), Pipeline::Loops);
+        // Loop-free small code selects instructions with FastISel, a small loop does not.
+        assert!(CodegenKey::of(&o, Pipeline::Loops, &small).fast_isel);
+        let small_loop = analysis::analyze(&[0x5b, 0x5a, 0x60, 0, 0x57, 0x00], SpecId::CANCUN);
+        assert_eq!(Pipeline::choose(&o, &small_loop), Pipeline::Loops);
+        assert!(!CodegenKey::of(&o, Pipeline::Loops, &small_loop).fast_isel);
         assert_eq!(Pipeline::choose(&o3, &small), Pipeline::Full(OptLevel::O3));
         assert_eq!(
             Pipeline::choose(
@@ -751,6 +772,7 @@ mod tests {
         assert_eq!(sections.blocks.len(), 1);
         assert_eq!(Pipeline::choose(&o, &sections), Pipeline::Lean);
         assert_eq!(Pipeline::choose(&o3, &sections), Pipeline::Lean);
+        assert!(CodegenKey::of(&o, Pipeline::Lean, &sections).fast_isel);
         // A dynamic jump makes every JUMPDEST a block.
         let mut jumps = vec![0x5f, 0x35, 0x56];
         jumps.extend([0x5b, 0x50].repeat(o.optimize_max_blocks + 1));

@@ -1524,7 +1524,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// Jumps to `target` (already popped).
     fn emit_jump(&mut self, target: IntValue<'ctx>, const_target: Option<U256>) -> Res<()> {
         if let Some(t) = const_target {
-            match static_jump_block(self.a, t) {
+            match self.a.static_jump_block(t) {
                 Some(i) => self.branch_to_block(i)?,
                 None => {
                     self.sync_sp()?;
@@ -1607,37 +1607,14 @@ fn is_push(op: u8) -> bool {
     (opcode::PUSH0..=opcode::PUSH32).contains(&op)
 }
 
-/// The block a constant jump target enters, if it is a valid one.
-fn static_jump_block(a: &Analysis, target: U256) -> Option<usize> {
-    u32::try_from(target)
-        .ok()
-        .filter(|&t| a.is_jumpdest(t))
-        .and_then(|t| a.block_at(t))
-}
-
 /// Per block: whether a static edge (fallthrough, JUMPI's not-taken edge, PUSH+JUMP(I)) enters
 /// it, and whether one comes from the block itself or a later one (blocks are lowered in pc
 /// order). Such blocks take their entry slots in registers; the lowering must add an incoming
 /// value on exactly these edges, so this mirrors `emit_block`'s choice of successors.
 fn static_predecessors(a: &Analysis) -> Vec<(bool, bool)> {
     let mut preds = vec![(false, false); a.blocks.len()];
-    for (bi, b) in a.blocks.iter().enumerate() {
-        let next = a.insts.get(b.end).and_then(|i| a.block_at(i.pc));
-        let const_target =
-            (b.end - 1 > b.start && is_push(a.insts[b.end - 2].op)).then(|| a.insts[b.end - 2].imm);
-        let jump_target = || const_target.and_then(|t| static_jump_block(a, t));
-        let targets = match b.end_kind {
-            BlockEnd::Fallthrough | BlockEnd::Suspend => [next, None],
-            BlockEnd::JumpI => [
-                a.blocks
-                    .get(bi + 1)
-                    .filter(|nb| nb.start == b.end)
-                    .map(|_| bi + 1),
-                jump_target(),
-            ],
-            BlockEnd::Jump => [jump_target(), None],
-            BlockEnd::Exit => [None, None],
-        };
+    for bi in 0..a.blocks.len() {
+        let targets = a.static_successors(bi);
         for t in targets.into_iter().flatten() {
             preds[t].0 = true;
             preds[t].1 |= bi >= t;
