@@ -290,9 +290,13 @@ pub(crate) fn init_llvm() -> Result<(), CompileError> {
         // them, and growing regions was a quarter of snailtracer's code generation. A budget of 1,000:
         // snailtracer 4.2-4.7 -> 3.3-3.5 s, uniswap_v2_pair 1.40-1.50 -> 1.24-1.40 s, weth
         // 238-262 -> 214-231 ms, speeds within noise (3 alternating `kiln bench` rounds).
-        // Extra LLVM options for experiments (e.g. `-time-passes`), never needed in normal use;
-        // they come last, and LLVM keeps an option's last value, so they can replace a default.
+        // Extra LLVM options for experiments (e.g. `-regalloc=basic`), never needed in normal
+        // use; they come last, and LLVM keeps an option's last value, so they can replace a
+        // default.
         let extra = std::env::var("KILN_LLVM_ARGS").unwrap_or_default();
+        if !extra.trim().is_empty() {
+            tracing::info!(options = %extra.trim(), "extra LLVM options from KILN_LLVM_ARGS");
+        }
         let args: Vec<std::ffi::CString> = [
             "kiln",
             "-enable-misched=false",
@@ -305,9 +309,10 @@ pub(crate) fn init_llvm() -> Result<(), CompileError> {
         .map(|a| std::ffi::CString::new(a).expect("no NUL in option"))
         .collect();
         let argv: Vec<*const std::ffi::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-        // SAFETY: argv holds valid NUL-terminated strings that outlive the call; the options
-        // exist in LLVM 22 (an unknown option would make LLVM exit), and this runs once, before
-        // any other LLVM use in this process.
+        // SAFETY: argv holds valid NUL-terminated strings that outlive the call, and this runs
+        // once, before any other LLVM use in this process. The C API parses with its error
+        // stream discarded, so an option LLVM does not know (a misspelt `KILN_LLVM_ARGS`) is
+        // ignored rather than ending the process.
         unsafe {
             llvm_sys::support::LLVMParseCommandLineOptions(
                 argv.len() as i32,
