@@ -290,6 +290,12 @@ pub(crate) fn init_llvm() -> Result<(), CompileError> {
         // them, and growing regions was a quarter of snailtracer's code generation. A budget of 1,000:
         // snailtracer 4.2-4.7 -> 3.3-3.5 s, uniswap_v2_pair 1.40-1.50 -> 1.24-1.40 s, weth
         // 238-262 -> 214-231 ms, speeds within noise (3 alternating `kiln bench` rounds).
+        // Loop strength reduction (a code-generation IR pass) builds scalar evolutions of the
+        // 256-bit induction variables and rewrites them into the same loops: 10% of the
+        // compile time of small loops (fibonacci 7.6-11.4 -> 6.9-8.8 ms, hash_10k 33.4-34.8
+        // -> 30.3-32.1) for no speed (fibonacci 2.78-2.80 vs 2.63-2.71 us per transaction,
+        // factorial 6.17-6.32 vs 6.13-6.32 us, snailtracer 16.1-16.5 vs 16.2 ms; alternating
+        // rounds of `kiln bench --filter X --modes jit --min-time 1`).
         // Extra LLVM options for experiments (e.g. `-regalloc=basic`), never needed in normal
         // use; they come last, and LLVM keeps an option's last value, so they can replace a
         // default.
@@ -303,6 +309,7 @@ pub(crate) fn init_llvm() -> Result<(), CompileError> {
             "-enable-post-misched=false",
             "-combiner-store-merging=false",
             "-grow-region-complexity-budget=1000",
+            "-disable-lsr",
         ]
         .into_iter()
         .chain(extra.split_whitespace())
