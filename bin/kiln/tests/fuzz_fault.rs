@@ -72,16 +72,32 @@ fn campaign_with(fault: &str, out: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Total code bytes over the pre-state of a state-test file.
+/// Total code bytes of a state-test file: the pre-state's contracts and, when the transaction
+/// creates a contract (no `to`), its longest init code. Which divergence a multi-threaded
+/// campaign reports first varies, and some programs run as init code.
 fn code_size(file: &Path) -> usize {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
     let (_, unit) = json.as_object().unwrap().iter().next().unwrap();
-    unit["pre"]
+    let hex_len = |v: &serde_json::Value| v.as_str().unwrap().trim_start_matches("0x").len() / 2;
+    let pre: usize = unit["pre"]
         .as_object()
         .unwrap()
         .values()
-        .map(|acc| acc["code"].as_str().unwrap().trim_start_matches("0x").len() / 2)
-        .sum()
+        .map(|acc| hex_len(&acc["code"]))
+        .sum();
+    let tx = &unit["transaction"];
+    let init = if tx["to"].as_str().unwrap_or_default().is_empty() {
+        tx["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(hex_len)
+            .max()
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    pre + init
 }
 
 fn check_fault_is_found_and_minimized(fault: &str) {
