@@ -751,7 +751,8 @@ fn plan_growth_ahead(insts: &mut [Inst]) {
     }
 }
 
-fn is_push(op: u8) -> bool {
+/// Whether `op` is PUSH0..PUSH32.
+pub(crate) fn is_push(op: u8) -> bool {
     (opcode::PUSH0..=opcode::PUSH32).contains(&op)
 }
 

@@ -287,14 +287,14 @@ pub(crate) fn init_llvm() -> Result<(), CompileError> {
         // The greedy register allocator's region splitting grows each region over the CFG with
         // a budget of 10,000 edge visits per live range; a large contract is one function of
         // thousands of blocks with values (the context, the stack base) live across all of
-        // them, and growing regions was a quarter of snailtracer's code generation. A budget of 1,000:
-        // snailtracer 4.2-4.7 -> 3.3-3.5 s, uniswap_v2_pair 1.40-1.50 -> 1.24-1.40 s, weth
-        // 238-262 -> 214-231 ms, speeds within noise (3 alternating `kiln bench` rounds).
+        // them, and growing regions was a quarter of snailtracer's code generation. A budget
+        // of 1,000: snailtracer 4.2-4.7 -> 3.3-3.5 s, uniswap_v2_pair 1.40-1.50 -> 1.24-1.40 s,
+        // weth 238-262 -> 214-231 ms, speeds within noise (3 alternating `kiln bench` rounds).
         // Loop strength reduction (a code-generation IR pass) builds scalar evolutions of the
         // 256-bit induction variables and rewrites them into the same loops: 10% of the
         // compile time of small loops (fibonacci 7.6-11.4 -> 6.9-8.8 ms, hash_10k 33.4-34.8
         // -> 30.3-32.1) for no speed (fibonacci 2.78-2.80 vs 2.63-2.71 us per transaction,
-        // factorial 6.17-6.32 vs 6.13-6.32 us, snailtracer 16.1-16.5 vs 16.2 ms; alternating
+        // factorial 6.17-6.32 vs 6.13-6.32 us, snailtracer 16.1-17.3 vs 16.2-16.8 ms; alternating
         // rounds of `kiln bench --filter X --modes jit --min-time 1`).
         // Extra LLVM options for experiments (e.g. `-regalloc=basic`), never needed in normal
         // use; they come last, and LLVM keeps an option's last value, so they can replace a
@@ -380,8 +380,8 @@ fn host_target_machine(key: CodegenKey) -> Result<std::rc::Rc<TargetMachine>, Co
 /// into shared libraries (AOT) and wherever the JIT's linker places them.
 ///
 /// It targets the architecture's baseline CPU, not the host's model (as the JIT's MCJIT
-/// engines did before the JIT moved to ORC and this machine). On an AVX-512 host the host model's vector registers made
-/// greedy register allocation of the 256-bit words several times slower (snailtracer's AOT
+/// engines did before the JIT moved to ORC and this machine). On an AVX-512 host the host
+/// model's vector registers made greedy register allocation of the 256-bit words several times slower (snailtracer's AOT
 /// compile 15.9 -> 5.2 s with the baseline, allocation 10.6 -> 1.2 s, `-time-passes`) and the
 /// code no faster (AOT snailtracer 3.72x with the host model, 3.98x with the baseline, in one
 /// `kiln bench --modes jit,aot` run each). The artifacts also run on any CPU of the architecture.
@@ -549,8 +549,8 @@ impl Built<'_> {
 /// hash_10k 43-62 -> 32-36, bswap64 74-122 -> 63, counter 22-24 -> 18-19; speeds within
 /// noise (alternating builds, `--filter X --min-time 1`, calm rounds: fibonacci-calldata
 /// 2.65-2.71 vs 2.70-2.72 us per transaction, hash_10k 1.15 vs 1.13-1.17 ms, factorial 6.1 us
-/// either way). Without the loop passes factorial fell to 9.5x (target 9). `--opt-level 1` and `3` keep LLVM's
-/// `default<O1>`/`default<O3>` for small functions.
+/// either way). Without the loop passes factorial fell to 9.5x (target 9). `--opt-level 1`
+/// and `3` keep LLVM's `default<O1>`/`default<O3>` for small functions.
 ///
 /// Larger functions get a lean scalar pipeline: SROA, early CSE, instcombine,
 /// CFG simplification, GVN and dead-store elimination, with no loop passes and no inliner (a

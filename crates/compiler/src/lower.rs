@@ -8,7 +8,7 @@
 //! [`kiln_builtins::STATUS_COLD_CODE`].
 
 use crate::{
-    analysis::{memory_access_size, Analysis, BlockEnd, GrowAhead, InstKind, STACK_LIMIT},
+    analysis::{is_push, memory_access_size, Analysis, BlockEnd, GrowAhead, InstKind, STACK_LIMIT},
     CompileError,
 };
 use inkwell::{
@@ -1602,10 +1602,6 @@ const VSTACK_WINDOW: i64 = 32;
 
 /// Most entry slots a block takes in registers along static edges (EVM code reaches 17 deep).
 const PASSED_SLOTS: i64 = 17;
-
-fn is_push(op: u8) -> bool {
-    (opcode::PUSH0..=opcode::PUSH32).contains(&op)
-}
 
 /// Per block: whether a static edge (fallthrough, JUMPI's not-taken edge, PUSH+JUMP(I)) enters
 /// it, and whether one comes from the block itself or a later one (blocks are lowered in pc
