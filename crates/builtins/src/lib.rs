@@ -24,7 +24,9 @@
 #![warn(missing_docs)]
 
 pub mod slots;
+pub mod words;
 pub use slots::{with_slot_cache, SlotCache};
+pub use words::{memory_builtin_name, word_builtin_name, MEMORY_BUILTINS, WORD_BUILTINS};
 
 use revm::{
     context_interface::cfg::GasParams,
@@ -861,6 +863,8 @@ pub fn all_symbols() -> impl Iterator<Item = (&'static str, usize)> {
         .iter()
         .map(|(n, f)| (*n, *f as usize))
         .chain(STACK_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
+        .chain(WORD_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
+        .chain(MEMORY_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
         .chain(VALUE_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
         .chain([(
             GROW_MEMORY_BUILTIN,

@@ -38,9 +38,10 @@ impl KilnEvmFactory {
 }
 
 impl Default for KilnEvmFactory {
-    /// A factory with a JIT runtime that compiles on first sight.
+    /// A factory with a tiered JIT runtime ([`Runtime::tiered`]): baseline code on first
+    /// sight, optimised in the background once it keeps running.
     fn default() -> Self {
-        Self::new(Runtime::jit())
+        Self::new(Runtime::tiered())
     }
 }
 

@@ -14,4 +14,7 @@ pub mod registry;
 pub use evm::KilnEvm;
 pub use factory::{KilnAlloyEvm, KilnEvmFactory};
 pub use profile::CoverageInspector;
-pub use registry::{Backend, CompilePolicy, CompiledCode, Entry, Lookup, Profile, Runtime};
+pub use registry::{
+    Backend, CompilePolicy, CompiledCode, Entry, Lookup, Profile, Runtime, Tier,
+    DEFAULT_PROMOTE_AFTER,
+};

@@ -3,14 +3,14 @@
 use kiln_builtins::CompiledFn;
 use kiln_compiler::{
     aot::{AotFunction, ArtifactDir, ArtifactKey},
-    CompileError, CompileOptions, Coverage, JitFunction,
+    CompileError, CompileOptions, Coverage, JitFunction, OptLevel,
 };
 use revm::primitives::{hardfork::SpecId, B256};
 use rustc_hash::FxHashMap;
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, OnceLock, RwLock,
     },
     time::Instant,
 };
@@ -151,6 +151,72 @@ pub enum CompilePolicy {
         /// Frame runs to profile before compiling.
         runs: u64,
     },
+    /// Compile the baseline tier ([`kiln_compiler::OptLevel::Baseline`], several times faster
+    /// to compile, slower to run) synchronously the first time a code runs; once EVMs have
+    /// looked the baseline code up `promote_after` times, compile it again at the options'
+    /// level on a background thread, and replace the baseline code when that is done. EVMs
+    /// that already hold the baseline code keep running it; later ones get the optimised code.
+    /// With the options' level at baseline (or on AOT, whose artifacts are compiled once), it
+    /// behaves as [`Self::OnFirstSight`].
+    Tiered {
+        /// Lookups of the baseline code (one per EVM that runs it) before it is optimised.
+        promote_after: u64,
+    },
+}
+
+/// [`CompilePolicy::Tiered`]'s default `promote_after`: a code that eight EVMs (in a node,
+/// eight blocks) ran is worth its optimising compilation.
+pub const DEFAULT_PROMOTE_AFTER: u64 = 8;
+
+/// Which tier a registry entry's code was compiled at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// [`kiln_compiler::OptLevel::Baseline`], waiting for promotion.
+    Baseline,
+    /// Baseline code whose optimising compilation is running in the background.
+    Promoting,
+    /// The runtime's own options.
+    Optimised,
+}
+
+/// A baseline function under [`CompilePolicy::Tiered`].
+#[derive(Debug)]
+struct Tiering {
+    lookups: u64,
+    promoting: bool,
+    code: Arc<[u8]>,
+}
+
+/// An optimising compilation for the background thread.
+struct PromotionJob {
+    hash: B256,
+    spec: SpecId,
+    code: Arc<[u8]>,
+}
+
+/// A finished optimising compilation, for the execution path to install.
+struct Promoted {
+    hash: B256,
+    spec: SpecId,
+    result: Result<CompiledCode, CompileError>,
+    micros: u64,
+}
+
+/// The background compiler of [`CompilePolicy::Tiered`]: one thread, started with the first
+/// promotion, that ends when the runtime (and with it the sender) is dropped.
+struct Promoter {
+    jobs: Mutex<std::sync::mpsc::Sender<PromotionJob>>,
+    done: Arc<Mutex<Vec<Promoted>>>,
+    /// Set when `done` holds something: the execution path checks it on every lookup.
+    ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Promoter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Promoter")
+            .field("ready", &self.ready.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Hand-overs at cold code ([`kiln_builtins::STATUS_COLD_CODE`]) after which a function
@@ -186,8 +252,10 @@ pub struct RuntimeStats {
     pub compilations: AtomicU64,
     /// Failed compilations.
     pub compile_failures: AtomicU64,
-    /// Total compile time in microseconds.
+    /// Total compile time in microseconds (background compilations included).
     pub compile_micros: AtomicU64,
+    /// Baseline functions replaced by optimised ones ([`CompilePolicy::Tiered`]).
+    pub promotions: AtomicU64,
 }
 
 /// The registry plus the policy for filling it: what an EVM built by kiln shares across frames,
@@ -202,6 +270,9 @@ pub struct Runtime {
     map: RwLock<FxHashMap<(B256, SpecId), Entry>>,
     /// Functions this runtime compiled from its own profiles ([`CompilePolicy::AfterProfile`]).
     profiled: Mutex<FxHashMap<(B256, SpecId), Profiled>>,
+    /// Baseline functions not yet replaced ([`CompilePolicy::Tiered`]).
+    tiering: Mutex<FxHashMap<(B256, SpecId), Tiering>>,
+    promoter: OnceLock<Promoter>,
     /// Counters.
     pub stats: RuntimeStats,
 }
@@ -215,6 +286,8 @@ impl Runtime {
             options,
             map: RwLock::new(FxHashMap::default()),
             profiled: Mutex::default(),
+            tiering: Mutex::default(),
+            promoter: OnceLock::new(),
             stats: RuntimeStats::default(),
         }
     }
@@ -228,13 +301,164 @@ impl Runtime {
         ))
     }
 
-    /// A JIT runtime that compiles each code the first time it runs.
+    /// A JIT runtime that compiles each code the first time it runs, at the default level.
     pub fn jit() -> Arc<Self> {
         Arc::new(Self::new(
             Backend::Jit,
             CompilePolicy::OnFirstSight,
             CompileOptions::default(),
         ))
+    }
+
+    /// A JIT runtime that compiles each code at the baseline tier the first time it runs and
+    /// optimises the code that keeps running in the background ([`CompilePolicy::Tiered`]):
+    /// what a node wants, since a first compilation at the default level stalls the
+    /// transaction that meets the code for as long as LLVM takes (a second and a half for
+    /// uniswap_v2_pair).
+    pub fn tiered() -> Arc<Self> {
+        Arc::new(Self::new(
+            Backend::Jit,
+            CompilePolicy::Tiered {
+                promote_after: DEFAULT_PROMOTE_AFTER,
+            },
+            CompileOptions::default(),
+        ))
+    }
+
+    /// The tier of the compiled code registered for `(hash, spec)`, if any.
+    pub fn tier(&self, hash: B256, spec: SpecId) -> Option<Tier> {
+        self.apply_promotions();
+        match self.get(hash, spec)? {
+            Entry::Ready(_) => {}
+            Entry::Failed(_) | Entry::Profiling(_) => return None,
+        }
+        Some(
+            match self
+                .tiering
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(hash, spec))
+            {
+                Some(t) if t.promoting => Tier::Promoting,
+                Some(_) => Tier::Baseline,
+                None => Tier::Optimised,
+            },
+        )
+    }
+
+    /// `promote_after` if this runtime compiles a baseline tier first.
+    fn promote_after(&self) -> Option<u64> {
+        match self.policy {
+            CompilePolicy::Tiered { promote_after }
+                if matches!(self.backend, Backend::Jit)
+                    && self.options.opt_level != OptLevel::Baseline =>
+            {
+                Some(promote_after)
+            }
+            _ => None,
+        }
+    }
+
+    /// Installs the optimised functions the background compiler has finished.
+    pub fn apply_promotions(&self) {
+        let Some(promoter) = self.promoter.get() else {
+            return;
+        };
+        if !promoter.ready.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let done = std::mem::take(&mut *promoter.done.lock().unwrap_or_else(|e| e.into_inner()));
+        for p in done {
+            self.stats
+                .compile_micros
+                .fetch_add(p.micros, Ordering::Relaxed);
+            let key = (p.hash, p.spec);
+            match p.result {
+                Ok(code) => {
+                    self.stats.compilations.fetch_add(1, Ordering::Relaxed);
+                    self.stats.promotions.fetch_add(1, Ordering::Relaxed);
+                    self.tiering
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
+                    self.insert(p.hash, p.spec, Entry::Ready(Arc::new(code)));
+                }
+                Err(e) => {
+                    // The baseline code is correct, only slower: it stays, and is not retried.
+                    self.stats.compile_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(hash = %p.hash, spec = ?p.spec, error = %e, "optimising compilation failed; the baseline code stays");
+                    self.tiering
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Counts a lookup of baseline code and hands it to the background compiler once it has
+    /// been looked up often enough.
+    fn note_baseline_lookup(&self, hash: B256, spec: SpecId, promote_after: u64) {
+        let job = {
+            let mut tiering = self.tiering.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(t) = tiering.get_mut(&(hash, spec)) else {
+                return;
+            };
+            t.lookups += 1;
+            if t.promoting || t.lookups < promote_after {
+                return;
+            }
+            t.promoting = true;
+            PromotionJob {
+                hash,
+                spec,
+                code: t.code.clone(),
+            }
+        };
+        let promoter = self.promoter.get_or_init(|| self.start_promoter());
+        let sent = promoter
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job);
+        if sent.is_err() {
+            tracing::warn!("the background compiler has stopped; baseline code stays");
+        }
+    }
+
+    /// Starts the background compiler thread.
+    fn start_promoter(&self) -> Promoter {
+        let (jobs, rx) = std::sync::mpsc::channel::<PromotionJob>();
+        let done: Arc<Mutex<Vec<Promoted>>> = Arc::default();
+        let ready = Arc::new(AtomicBool::new(false));
+        let (out, flag, options) = (done.clone(), ready.clone(), self.options);
+        let spawned = std::thread::Builder::new()
+            .name("kiln-optimise".into())
+            .spawn(move || {
+                for job in rx {
+                    let start = Instant::now();
+                    let result = kiln_compiler::compile_jit(&job.code, job.spec, &options, None)
+                        .map(CompiledCode::Jit);
+                    let micros = start.elapsed().as_micros() as u64;
+                    out.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Promoted {
+                            hash: job.hash,
+                            spec: job.spec,
+                            result,
+                            micros,
+                        });
+                    flag.store(true, Ordering::Release);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the background compiler; baseline code stays");
+        }
+        Promoter {
+            jobs: Mutex::new(jobs),
+            done,
+            ready,
+        }
     }
 
     /// The backend.
@@ -306,7 +530,17 @@ impl Runtime {
         if !self.is_enabled() {
             return Lookup::Never;
         }
+        let tiered = self.promote_after();
+        if tiered.is_some() {
+            self.apply_promotions();
+        }
         let profile = match (self.get(hash, spec), self.policy) {
+            (Some(entry @ Entry::Ready(_)), _) => {
+                if let Some(promote_after) = tiered {
+                    self.note_baseline_lookup(hash, spec, promote_after);
+                }
+                return entry.into();
+            }
             (Some(Entry::Profiling(p)), CompilePolicy::AfterProfile { runs })
                 if p.runs() >= runs =>
             {
@@ -329,7 +563,12 @@ impl Runtime {
             .as_ref()
             .filter(|_| matches!(self.backend, Backend::Jit))
             .and_then(|p| p.grown_coverage());
-        let entry = match self.compile(hash, spec, &code(), coverage.as_ref()) {
+        let code = code();
+        let compiled = match tiered {
+            Some(_) => self.compile_baseline(hash, spec, &code),
+            None => self.compile(hash, spec, &code, coverage.as_ref()),
+        };
+        let entry = match compiled {
             Ok(f) => Entry::Ready(Arc::new(f)),
             Err(e) => {
                 tracing::debug!(%hash, ?spec, error = %e, "compilation failed; code stays on the interpreter");
@@ -349,6 +588,18 @@ impl Runtime {
         }
         let found = slot.clone();
         drop(map);
+        if let (Some(promote_after), Entry::Ready(_)) = (tiered, &entry) {
+            self.tiering
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry((hash, spec))
+                .or_insert_with(|| Tiering {
+                    lookups: 0,
+                    promoting: false,
+                    code: code.into(),
+                });
+            self.note_baseline_lookup(hash, spec, promote_after);
+        }
         if let (true, Entry::Ready(_), Some(coverage)) = (replaced, &entry, coverage) {
             self.profiled
                 .lock()
@@ -390,6 +641,22 @@ impl Runtime {
         }
     }
 
+    /// Compiles `code` at the baseline tier (JIT), without touching the registry.
+    fn compile_baseline(
+        &self,
+        hash: B256,
+        spec: SpecId,
+        code: &[u8],
+    ) -> Result<CompiledCode, CompileError> {
+        let options = CompileOptions {
+            opt_level: OptLevel::Baseline,
+            ..self.options
+        };
+        self.timed_compile(hash, spec, code, || {
+            kiln_compiler::compile_jit(code, spec, &options, None).map(CompiledCode::Jit)
+        })
+    }
+
     /// Compiles `code` with this runtime's backend, without touching the registry: all of it,
     /// or with `coverage` (JIT only) the blocks a profiled run entered
     /// ([`kiln_compiler::Coverage`]).
@@ -400,8 +667,43 @@ impl Runtime {
         code: &[u8],
         coverage: Option<&Coverage>,
     ) -> Result<CompiledCode, CompileError> {
+        self.timed_compile(hash, spec, code, || {
+            self.compile_with_backend(hash, spec, code, coverage)
+        })
+    }
+
+    /// Runs `compile`, counting it in the statistics.
+    fn timed_compile(
+        &self,
+        hash: B256,
+        spec: SpecId,
+        code: &[u8],
+        compile: impl FnOnce() -> Result<CompiledCode, CompileError>,
+    ) -> Result<CompiledCode, CompileError> {
         let start = Instant::now();
-        let result = match &self.backend {
+        let result = compile();
+        let elapsed = start.elapsed();
+        self.stats
+            .compile_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        if elapsed.as_secs() >= 1 {
+            tracing::warn!(%hash, ?spec, bytes = code.len(), ms = elapsed.as_millis() as u64, "slow compilation");
+        }
+        match &result {
+            Ok(_) => self.stats.compilations.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.stats.compile_failures.fetch_add(1, Ordering::Relaxed),
+        };
+        result
+    }
+
+    fn compile_with_backend(
+        &self,
+        hash: B256,
+        spec: SpecId,
+        code: &[u8],
+        coverage: Option<&Coverage>,
+    ) -> Result<CompiledCode, CompileError> {
+        match &self.backend {
             Backend::Interpreter => Err(CompileError::Internal(
                 "interpreter backend compiles nothing".into(),
             )),
@@ -424,18 +726,6 @@ impl Runtime {
                     }
                 }
             }
-        };
-        let elapsed = start.elapsed();
-        self.stats
-            .compile_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-        if elapsed.as_secs() >= 1 {
-            tracing::warn!(%hash, ?spec, bytes = code.len(), ms = elapsed.as_millis() as u64, "slow compilation");
         }
-        match &result {
-            Ok(_) => self.stats.compilations.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.stats.compile_failures.fetch_add(1, Ordering::Relaxed),
-        };
-        result
     }
 }

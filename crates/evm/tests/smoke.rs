@@ -286,3 +286,54 @@ fn db_with(code: &[u8]) -> revm::database::CacheDB<revm::database::EmptyDB> {
     );
     db
 }
+
+/// Tiered compilation: baseline code on first sight, replaced by optimised code compiled in the
+/// background once enough EVMs have looked it up; results match revm at every tier.
+#[test]
+fn tiered_runtime_promotes_baseline_code_in_the_background() {
+    use kiln_evm::{registry::Tier, Backend, CompilePolicy};
+    use revm::primitives::keccak256;
+    use std::{
+        sync::{atomic::Ordering, Arc},
+        time::{Duration, Instant},
+    };
+
+    // Sums 40 + 39 + ... + 1 in a loop, stores the sum in slot 0 and returns it.
+    let code = vec![
+        0x5f, 0x60, 40, // acc = 0, i = 40
+        0x5b, 0x80, 0x15, 0x60, 20, 0x57, // loop (pc 3): if i == 0 goto end
+        0x80, 0x91, 0x01, 0x90, // acc += i
+        0x60, 1, 0x90, 0x03, // i -= 1
+        0x60, 3, 0x56, // goto loop
+        0x5b, 0x50, 0x80, 0x5f, 0x55, // end (pc 20): slot 0 = acc
+        0x5f, 0x52, 0x60, 32, 0x5f, 0xf3, // return acc
+    ];
+    let hash = keccak256(&code);
+    let runtime = Arc::new(Runtime::new(
+        Backend::Jit,
+        CompilePolicy::Tiered { promote_after: 2 },
+        Default::default(),
+    ));
+    let case = Case::call(code, 1_000_000, SpecId::CANCUN);
+    let run = || {
+        let (a, b) = compare(&case, &runtime);
+        assert_eq!(a, b);
+        assert!(a.result.as_ref().is_ok_and(|r| r.is_success()), "{a:?}");
+    };
+    run();
+    assert_eq!(runtime.tier(hash, SpecId::CANCUN), Some(Tier::Baseline));
+    run();
+    // The second lookup handed it to the background compiler.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while runtime.tier(hash, SpecId::CANCUN) != Some(Tier::Optimised) {
+        assert_eq!(runtime.tier(hash, SpecId::CANCUN), Some(Tier::Promoting));
+        assert!(Instant::now() < deadline, "no promotion within two minutes");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run();
+    let s = &runtime.stats;
+    assert_eq!(s.promotions.load(Ordering::Relaxed), 1);
+    assert_eq!(s.compilations.load(Ordering::Relaxed), 2);
+    assert_eq!(s.interpreted_frames.load(Ordering::Relaxed), 0);
+    assert_eq!(s.compiled_frames.load(Ordering::Relaxed), 3);
+}

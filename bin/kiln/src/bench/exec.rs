@@ -10,7 +10,7 @@ use std::{
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use eyre::WrapErr;
-use kiln_compiler::{aot::ArtifactDir, compile_to_bytes, CompileOptions, Coverage, Emit};
+use kiln_compiler::{aot::ArtifactDir, compile_to_bytes, CompileOptions, Coverage, Emit, OptLevel};
 use kiln_evm::{CompilePolicy, CompiledCode, CoverageInspector, Entry, KilnEvm, Runtime};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
@@ -41,6 +41,9 @@ pub enum Mode {
     /// transactions entered on the interpreter (setup and timed); other blocks hand the frame to
     /// the interpreter. A node's profile comes from earlier blocks, so this is the best case.
     JitProfiled,
+    /// kiln's EVM running JIT code of the baseline tier (`--opt-level baseline`): compiled
+    /// several times faster than the default level, for code that runs slower.
+    JitBaseline,
     /// kiln's EVM running contracts compiled ahead of time into shared libraries.
     Aot,
 }
@@ -53,13 +56,17 @@ impl Mode {
             Self::Interpreter => "interpreter",
             Self::Jit => "jit",
             Self::JitProfiled => "jit-profiled",
+            Self::JitBaseline => "jit-baseline",
             Self::Aot => "aot",
         }
     }
 
     /// Whether the mode runs compiled code (and so has compile figures).
     pub const fn compiles(self) -> bool {
-        matches!(self, Self::Jit | Self::JitProfiled | Self::Aot)
+        matches!(
+            self,
+            Self::Jit | Self::JitProfiled | Self::JitBaseline | Self::Aot
+        )
     }
 }
 
@@ -508,13 +515,20 @@ impl Compiler {
         let backend = match mode {
             Mode::Revm => return Ok(None),
             Mode::Interpreter => return Ok(Some(Runtime::interpreter())),
-            Mode::Jit | Mode::JitProfiled => kiln_evm::Backend::Jit,
+            Mode::Jit | Mode::JitProfiled | Mode::JitBaseline => kiln_evm::Backend::Jit,
             Mode::Aot => kiln_evm::Backend::Aot(self.aot_dir()?.clone()),
+        };
+        let options = CompileOptions {
+            opt_level: match mode {
+                Mode::JitBaseline => OptLevel::Baseline,
+                _ => self.options.opt_level,
+            },
+            ..self.options
         };
         Ok(Some(Arc::new(Runtime::new(
             backend,
             CompilePolicy::LookupOnly,
-            self.options,
+            options,
         ))))
     }
 
