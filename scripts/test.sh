@@ -19,8 +19,10 @@ if [ ! -d "$gst" ]; then
   echo "test: skipped the conformance suites: no fixtures at $gst (set KILN_TESTS_DIR)" >&2
   exit 0
 fi
-# AOT on a folder (every artifact is compiled, linked with cc and loaded), then the whole
-# GeneralStateTests folder on JIT-compiled code; its summary line closes the run.
+# AOT on a folder (every artifact is compiled, linked with cc and loaded), the whole
+# GeneralStateTests folder on baseline-tier JIT code (what a tiered runtime runs first), then on
+# JIT code at the default level; its summary line closes the run.
 "$target/release/kiln" statetest "$gst/VMTests" "$gst/stMemoryTest" --mode aot
+"$target/release/kiln" statetest "$gst" --mode jit --opt-level baseline
 "$target/release/kiln" statetest "$gst" --mode jit
 echo "test: finished in $(( $(date +%s) - start )) s" >&2

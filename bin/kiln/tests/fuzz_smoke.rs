@@ -5,21 +5,33 @@ use std::{process::Command, time::Instant};
 
 #[test]
 fn fixed_seed_campaign_finds_no_divergence() {
+    campaign("1", &[]);
+}
+
+/// The same on the baseline tier, which lowers every opcode differently.
+#[test]
+fn fixed_seed_campaign_finds_no_divergence_at_the_baseline_tier() {
+    campaign("2", &["--opt-level", "baseline"]);
+}
+
+/// Runs 1,000 programs from `seed` with `extra` arguments and checks that none diverged.
+fn campaign(seed: &str, extra: &[&str]) {
     let out = tempfile::tempdir().expect("temporary directory");
     let started = Instant::now();
     let run = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args([
             "fuzz",
             "--seed",
-            "1",
+            seed,
             "--count",
             "1000",
             "--forks",
             "cancun,prague,osaka",
             "--modes",
             "jit",
-            "--out",
         ])
+        .args(extra)
+        .arg("--out")
         .arg(out.path())
         .output()
         .expect("failed to start the kiln binary");

@@ -823,4 +823,54 @@ mod tests {
         let ir = String::from_utf8(ir).unwrap();
         assert!(ir.contains(AOT_ENTRY_SYMBOL), "{ir}");
     }
+
+    /// The baseline tier's IR holds no 256-bit value (only 256-bit strides into the stack), so
+    /// that FastISel selects all of it; and it uses no middle-end passes.
+    #[test]
+    fn baseline_ir_has_no_wide_values() {
+        use revm::bytecode::opcode::*;
+        let o = CompileOptions {
+            opt_level: OptLevel::Baseline,
+            ..Default::default()
+        };
+        // Every inline opcode, a memory access, a value builtin, a division, a dynamic jump.
+        let mut code = vec![PUSH1, 7, PUSH1, 9, DUP2, DUP2];
+        for op in [
+            ADD, MUL, SUB, LT, GT, SLT, SGT, EQ, AND, OR, XOR, BYTE, SHL, SHR, SAR, SIGNEXTEND, DIV,
+        ] {
+            code.extend([op, DUP2, DUP2]);
+        }
+        code.extend([
+            ISZERO, NOT, CLZ, SWAP1, POP, GAS, PC, CALLVALUE, PUSH0, MSTORE,
+        ]);
+        code.extend([
+            PUSH0,
+            MLOAD,
+            JUMPDEST,
+            PUSH1,
+            2,
+            JUMPI,
+            CALLDATASIZE,
+            JUMP,
+            JUMPDEST,
+        ]);
+        let ir = compile_to_bytes(&code, SpecId::OSAKA, &o, None, Emit::Ir).unwrap();
+        let ir = String::from_utf8(ir).unwrap();
+        fn wide(ir: &str) -> Vec<&str> {
+            ir.lines()
+                .filter(|l| l.contains("i256"))
+                .filter(|l| !l.contains("getelementptr i256") && !l.contains("alloca i256"))
+                .collect()
+        }
+        assert!(wide(&ir).is_empty(), "{:#?}", wide(&ir));
+        assert!(
+            ir.contains("kiln_w_signextend") && ir.contains("indirectbr"),
+            "{ir}"
+        );
+        let analysis = analysis::analyze(&code, SpecId::OSAKA);
+        assert_eq!(Pipeline::choose(&o, &analysis), Pipeline::None);
+        // The default level keeps its 256-bit values in registers.
+        let ir = compile_to_bytes(&code, SpecId::OSAKA, &Default::default(), None, Emit::Ir);
+        assert!(!wide(&String::from_utf8(ir.unwrap()).unwrap()).is_empty());
+    }
 }
