@@ -24,7 +24,7 @@ pub struct CompileArgs {
     #[arg(short, long, value_name = "OUT")]
     output: Option<PathBuf>,
 
-    /// LLVM optimisation level (0-3).
+    /// Optimisation level (0-3, or `baseline`).
     #[arg(long, value_name = "N", default_value = "2")]
     opt_level: OptLevel,
 

@@ -1613,10 +1613,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     self.off += 1;
                 }
                 SWAP1..=SWAP16 => {
-                    let (top, other) = (self.slot(0)?, self.slot((op - SWAP1) as i64 + 1)?);
-                    self.copy_word(self.scratch, top)?;
-                    self.copy_word(top, other)?;
-                    self.copy_word(other, self.scratch)?;
+                    let n = (op - SWAP1) as i64 + 1;
+                    let (top, other) = (self.load_limbs(0)?, self.load_limbs(n)?);
+                    self.store_limbs(0, other)?;
+                    self.store_limbs(n, top)?;
                 }
                 JUMP => {
                     let target = self.baseline_jump_target(const_target)?;

@@ -3,8 +3,8 @@
 //!
 //! Per workload (one transaction on a known state) and mode:
 //! 1. build the EVM once over the pre-state and commit any setup transactions;
-//! 2. compile the contracts in the state with the mode's backend (timed: compile ms), and emit
-//!    their object files (object size);
+//! 2. compile the contracts in the state with the mode's backend (timed: compile ms, the median
+//!    of three JIT compilations), and emit their object files (object size);
 //! 3. run the transaction once without committing and compare gas, status, output, logs and
 //!    state changes with the interpreter's; a mode that differs is not timed and fails the run;
 //! 4. warm up, then time repetitions of the same non-committing `transact` (the state never
@@ -73,7 +73,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SECS", default_value_t = 0.3)]
     min_time: f64,
 
-    /// LLVM optimisation level for compiled modes (0-3).
+    /// Optimisation level for compiled modes (0-3, or `baseline`); `jit-baseline` always
+    /// compiles at `baseline`.
     #[arg(long, value_name = "N", default_value = "2")]
     opt_level: OptLevel,
 

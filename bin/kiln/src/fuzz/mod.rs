@@ -71,7 +71,7 @@ pub struct FuzzArgs {
     #[arg(long, value_name = "SPEC")]
     inject_fault: Option<String>,
 
-    /// LLVM optimisation level of the compiled modes (0-3).
+    /// Optimisation level of the compiled modes (0-3, or `baseline`).
     #[arg(long, value_name = "N", default_value = "2")]
     opt_level: OptLevel,
 

@@ -54,7 +54,7 @@ pub struct StatetestArgs {
     #[arg(long, value_name = "FORK", default_value = "Cancun")]
     default_fork: String,
 
-    /// LLVM optimisation level for compiled modes (0-3).
+    /// Optimisation level for compiled modes (0-3, or `baseline`).
     #[arg(long, value_name = "N", default_value = "2")]
     opt_level: kiln_compiler::OptLevel,
 
