@@ -364,7 +364,9 @@ impl Runtime {
         let Some(promoter) = self.promoter.get() else {
             return;
         };
-        if !promoter.ready.swap(false, Ordering::Acquire) {
+        // A plain load first: every lookup comes here, and a swap would write the shared line.
+        if !promoter.ready.load(Ordering::Relaxed) || !promoter.ready.swap(false, Ordering::Acquire)
+        {
             return;
         }
         let done = std::mem::take(&mut *promoter.done.lock().unwrap_or_else(|e| e.into_inner()));
