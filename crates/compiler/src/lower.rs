@@ -1112,23 +1112,38 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 }
             };
         let sp = self.cur_sp()?;
-        if s.min_height > 0 {
+        let (min, growth) = (u64::from(s.min_height), u64::from(s.max_growth));
+        if growth > STACK_LIMIT || (min > 0 && growth > 0 && min > STACK_LIMIT - growth) {
+            // Overflows (or underflows) whatever the entry height: always the interpreter's to
+            // report.
+            ok = Some(self.i1.const_zero());
+        } else if min > 0 && growth > 0 {
+            // Both bounds in one unsigned comparison: min <= sp <= limit - growth.
+            let off = llvm(self.b.build_int_sub(
+                sp,
+                self.i64.const_int(min, false),
+                "stack.above",
+            ))?;
+            let c = llvm(self.b.build_int_compare(
+                IntPredicate::ULE,
+                off,
+                self.i64.const_int(STACK_LIMIT - growth - min, false),
+                "stack.ok",
+            ))?;
+            ok = Some(c);
+        } else if min > 0 {
             let c = llvm(self.b.build_int_compare(
                 IntPredicate::UGE,
                 sp,
-                self.i64.const_int(s.min_height as u64, false),
+                self.i64.const_int(min, false),
                 "stack.under.ok",
             ))?;
             ok = Some(and(self, ok, c)?);
-        }
-        if s.max_growth as u64 > STACK_LIMIT {
-            // Overflows whatever the entry height: always the interpreter's to report.
-            ok = Some(self.i1.const_zero());
-        } else if s.max_growth > 0 {
+        } else if growth > 0 {
             let c = llvm(self.b.build_int_compare(
                 IntPredicate::ULE,
                 sp,
-                self.i64.const_int(STACK_LIMIT - s.max_growth as u64, false),
+                self.i64.const_int(STACK_LIMIT - growth, false),
                 "stack.over.ok",
             ))?;
             ok = Some(and(self, ok, c)?);
@@ -1600,6 +1615,17 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 POP => self.off -= 1,
                 JUMPDEST => {}
                 PC => self.push_limbs([pc as u64, 0, 0, 0])?,
+                // A target that the next instruction jumps to at once is never read: the jump
+                // branches to it statically and pops it (sections never start at that jump).
+                PUSH0..=PUSH32
+                    if !is_last
+                        && matches!(
+                            self.a.insts.get(idx + 1).map(|i| i.op),
+                            Some(JUMP | JUMPI)
+                        ) =>
+                {
+                    self.off += 1
+                }
                 PUSH0..=PUSH32 => self.push_limbs(*imm.as_limbs())?,
                 GAS => {
                     let gas = self.load_i64(self.gas_var, "gas")?;
