@@ -33,7 +33,7 @@ use bench::{
 use statetest::runner::Fork;
 
 /// The modes compared; the interpreter comes first as the reference.
-const MODES: [Mode; 2] = [Mode::Interpreter, Mode::Jit];
+const MODES: [Mode; 3] = [Mode::Interpreter, Mode::Jit, Mode::JitBaseline];
 
 fn workloads(c: &mut Criterion) {
     let selection = Selection {
