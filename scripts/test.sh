@@ -20,9 +20,11 @@ if [ ! -d "$gst" ]; then
   exit 0
 fi
 # AOT on a folder (every artifact is compiled, linked with cc and loaded), the whole
-# GeneralStateTests folder on baseline-tier JIT code (what a tiered runtime runs first), then on
-# JIT code at the default level; its summary line closes the run.
+# GeneralStateTests folder on baseline-tier JIT code (what a tiered runtime runs first), through
+# the tiered runtime (baseline code promoted in the background, so later cases run either tier),
+# then on JIT code at the default level; its summary line closes the run.
 "$target/release/kiln" statetest "$gst/VMTests" "$gst/stMemoryTest" --mode aot
 "$target/release/kiln" statetest "$gst" --mode jit --opt-level baseline
+"$target/release/kiln" statetest "$gst" --mode jit --tiered
 "$target/release/kiln" statetest "$gst" --mode jit
 echo "test: finished in $(( $(date +%s) - start )) s" >&2

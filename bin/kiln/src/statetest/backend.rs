@@ -57,6 +57,7 @@ impl Backend {
         mode: Mode,
         opts: CompileOptions,
         aot_dir: Option<&Path>,
+        tiered: bool,
         keep_alive: &mut Option<tempfile::TempDir>,
     ) -> eyre::Result<Self> {
         let backend = match mode {
@@ -78,10 +79,15 @@ impl Backend {
                 )
             }
         };
+        let policy = if tiered {
+            CompilePolicy::Tiered {
+                promote_after: kiln_evm::DEFAULT_PROMOTE_AFTER,
+            }
+        } else {
+            CompilePolicy::OnFirstSight
+        };
         Ok(Self::Compiled(Arc::new(Runtime::new(
-            backend,
-            CompilePolicy::OnFirstSight,
-            opts,
+            backend, policy, opts,
         ))))
     }
 

@@ -58,6 +58,12 @@ pub struct StatetestArgs {
     #[arg(long, value_name = "N", default_value = "2")]
     opt_level: kiln_compiler::OptLevel,
 
+    /// JIT through the tiered runtime (`CompilePolicy::Tiered`, as `KilnEvmFactory::default()`):
+    /// each code at the baseline tier first, promoted to `--opt-level` on a background thread
+    /// once 8 cases have looked it up, so later cases run either tier.
+    #[arg(long)]
+    tiered: bool,
+
     /// Directory for AOT artifacts (default: a temporary directory removed at exit).
     #[arg(long, value_name = "DIR")]
     aot_dir: Option<PathBuf>,
@@ -79,6 +85,7 @@ pub fn run(args: StatetestArgs) -> eyre::Result<ExitCode> {
         default_fork,
         include_slow,
         opt_level,
+        tiered,
         aot_dir,
     } = args;
     // Argument errors first, before any file system work.
@@ -96,6 +103,7 @@ pub fn run(args: StatetestArgs) -> eyre::Result<ExitCode> {
                 ..Default::default()
             },
             aot_dir.as_deref(),
+            tiered,
             &mut aot_temp,
         )?,
         mode,
@@ -163,6 +171,7 @@ pub fn run(args: StatetestArgs) -> eyre::Result<ExitCode> {
             compiled_frames = s.compiled_frames.load(Relaxed),
             interpreted_frames = s.interpreted_frames.load(Relaxed),
             handoffs = s.handoffs.load(Relaxed),
+            promotions = s.promotions.load(Relaxed),
             "compiled-code runtime"
         );
     }
