@@ -1624,6 +1624,9 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                             Some(JUMP | JUMPI)
                         ) =>
                 {
+                    // A section check at the jump would hand the frame to the interpreter
+                    // without the target on the stack.
+                    debug_assert!(self.a.insts[idx + 1].section.is_none());
                     self.off += 1
                 }
                 PUSH0..=PUSH32 => self.push_limbs(*imm.as_limbs())?,

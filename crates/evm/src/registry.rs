@@ -184,6 +184,8 @@ pub enum Tier {
 struct Tiering {
     lookups: u64,
     promoting: bool,
+    /// The optimising compilation failed: the baseline code stays for good.
+    failed: bool,
     code: Arc<[u8]>,
 }
 
@@ -192,12 +194,15 @@ struct PromotionJob {
     hash: B256,
     spec: SpecId,
     code: Arc<[u8]>,
+    /// The code it replaces: the result is installed only where this is still registered.
+    baseline: Arc<CompiledCode>,
 }
 
 /// A finished optimising compilation, for the execution path to install.
 struct Promoted {
     hash: B256,
     spec: SpecId,
+    baseline: Arc<CompiledCode>,
     result: Result<CompiledCode, CompileError>,
     micros: u64,
 }
@@ -378,21 +383,40 @@ impl Runtime {
             match p.result {
                 Ok(code) => {
                     self.stats.compilations.fetch_add(1, Ordering::Relaxed);
-                    self.stats.promotions.fetch_add(1, Ordering::Relaxed);
+                    // Only over the code it was compiled to replace: an entry removed or
+                    // replaced (an AOT preload) in the meantime stays as it is.
+                    let installed = {
+                        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+                        match map.get_mut(&key) {
+                            Some(slot) if matches!(&*slot, Entry::Ready(f) if Arc::ptr_eq(f, &p.baseline)) =>
+                            {
+                                *slot = Entry::Ready(Arc::new(code));
+                                true
+                            }
+                            _ => false,
+                        }
+                    };
+                    if installed {
+                        self.stats.promotions.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.tiering
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .remove(&key);
-                    self.insert(p.hash, p.spec, Entry::Ready(Arc::new(code)));
                 }
                 Err(e) => {
                     // The baseline code is correct, only slower: it stays, and is not retried.
                     self.stats.compile_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(hash = %p.hash, spec = ?p.spec, error = %e, "optimising compilation failed; the baseline code stays");
-                    self.tiering
+                    if let Some(t) = self
+                        .tiering
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .remove(&key);
+                        .get_mut(&key)
+                    {
+                        t.promoting = false;
+                        t.failed = true;
+                    }
                 }
             }
         }
@@ -400,14 +424,20 @@ impl Runtime {
 
     /// Counts a lookup of baseline code and hands it to the background compiler once it has
     /// been looked up often enough.
-    fn note_baseline_lookup(&self, hash: B256, spec: SpecId, promote_after: u64) {
+    fn note_baseline_lookup(
+        &self,
+        hash: B256,
+        spec: SpecId,
+        promote_after: u64,
+        baseline: &Arc<CompiledCode>,
+    ) {
         let job = {
             let mut tiering = self.tiering.lock().unwrap_or_else(|e| e.into_inner());
             let Some(t) = tiering.get_mut(&(hash, spec)) else {
                 return;
             };
             t.lookups += 1;
-            if t.promoting || t.lookups < promote_after {
+            if t.promoting || t.failed || t.lookups < promote_after {
                 return;
             }
             t.promoting = true;
@@ -415,6 +445,7 @@ impl Runtime {
                 hash,
                 spec,
                 code: t.code.clone(),
+                baseline: baseline.clone(),
             }
         };
         let promoter = self.promoter.get_or_init(|| self.start_promoter());
@@ -447,6 +478,7 @@ impl Runtime {
                         .push(Promoted {
                             hash: job.hash,
                             spec: job.spec,
+                            baseline: job.baseline,
                             result,
                             micros,
                         });
@@ -537,11 +569,11 @@ impl Runtime {
             self.apply_promotions();
         }
         let profile = match (self.get(hash, spec), self.policy) {
-            (Some(entry @ Entry::Ready(_)), _) => {
+            (Some(Entry::Ready(f)), _) => {
                 if let Some(promote_after) = tiered {
-                    self.note_baseline_lookup(hash, spec, promote_after);
+                    self.note_baseline_lookup(hash, spec, promote_after, &f);
                 }
-                return entry.into();
+                return Lookup::Ready(f);
             }
             (Some(Entry::Profiling(p)), CompilePolicy::AfterProfile { runs })
                 if p.runs() >= runs =>
@@ -566,9 +598,17 @@ impl Runtime {
             .filter(|_| matches!(self.backend, Backend::Jit))
             .and_then(|p| p.grown_coverage());
         let code = code();
-        let compiled = match tiered {
-            Some(_) => self.compile_baseline(hash, spec, &code),
-            None => self.compile(hash, spec, &code, coverage.as_ref()),
+        let (compiled, baseline) = match tiered {
+            Some(_) => match self.compile_baseline(hash, spec, &code) {
+                Ok(f) => (Ok(f), true),
+                // A limit only the baseline tier has (its jump table): the default level may
+                // still take the code.
+                Err(e) => {
+                    tracing::debug!(%hash, ?spec, error = %e, "baseline compilation failed; compiling at the default level");
+                    (self.compile(hash, spec, &code, None), false)
+                }
+            },
+            None => (self.compile(hash, spec, &code, coverage.as_ref()), false),
         };
         let entry = match compiled {
             Ok(f) => Entry::Ready(Arc::new(f)),
@@ -590,17 +630,24 @@ impl Runtime {
         }
         let found = slot.clone();
         drop(map);
-        if let (Some(promote_after), Entry::Ready(_)) = (tiered, &entry) {
-            self.tiering
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry((hash, spec))
-                .or_insert_with(|| Tiering {
-                    lookups: 0,
-                    promoting: false,
-                    code: code.into(),
-                });
-            self.note_baseline_lookup(hash, spec, promote_after);
+        // Tracked for promotion only if the registry took this thread's baseline code (another
+        // thread's, or its promotion, may have got there first).
+        if let (Some(promote_after), true, Entry::Ready(mine), Entry::Ready(kept)) =
+            (tiered, baseline, &entry, &found)
+        {
+            if Arc::ptr_eq(mine, kept) {
+                self.tiering
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry((hash, spec))
+                    .or_insert_with(|| Tiering {
+                        lookups: 0,
+                        promoting: false,
+                        failed: false,
+                        code: code.into(),
+                    });
+                self.note_baseline_lookup(hash, spec, promote_after, kept);
+            }
         }
         if let (true, Entry::Ready(_), Some(coverage)) = (replaced, &entry, coverage) {
             self.profiled

@@ -337,3 +337,42 @@ fn tiered_runtime_promotes_baseline_code_in_the_background() {
     assert_eq!(s.interpreted_frames.load(Ordering::Relaxed), 0);
     assert_eq!(s.compiled_frames.load(Ordering::Relaxed), 3);
 }
+
+/// A promotion lands only over the baseline code it was compiled to replace: an entry changed
+/// while the optimising compilation ran (here, marked failed) stays as it is.
+#[test]
+fn promotion_never_replaces_an_entry_changed_meanwhile() {
+    use kiln_evm::{Backend, CompilePolicy, Entry};
+    use revm::primitives::keccak256;
+    use std::{
+        sync::{atomic::Ordering, Arc},
+        time::{Duration, Instant},
+    };
+
+    // PUSH1 2, PUSH1 3, ADD, PUSH0, MSTORE, PUSH1 32, PUSH0, RETURN
+    let code = vec![0x60, 2, 0x60, 3, 0x01, 0x5f, 0x52, 0x60, 32, 0x5f, 0xf3];
+    let hash = keccak256(&code);
+    let runtime = Arc::new(Runtime::new(
+        Backend::Jit,
+        CompilePolicy::Tiered { promote_after: 1 },
+        Default::default(),
+    ));
+    let (a, b) = compare(&Case::call(code, 100_000, SpecId::CANCUN), &runtime);
+    assert_eq!(a, b);
+    // The first lookup compiled the baseline tier and handed it to the background compiler.
+    runtime.insert(hash, SpecId::CANCUN, Entry::Failed("replaced".into()));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while runtime.stats.compilations.load(Ordering::Relaxed) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the optimising compilation never finished"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+        runtime.apply_promotions();
+    }
+    assert!(matches!(
+        runtime.get(hash, SpecId::CANCUN),
+        Some(Entry::Failed(_))
+    ));
+    assert_eq!(runtime.stats.promotions.load(Ordering::Relaxed), 0);
+}
