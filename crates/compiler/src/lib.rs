@@ -230,6 +230,11 @@ pub struct CompileOptions {
     /// Refuse code with more MUL/DIV/SDIV/MOD/SMOD/ADDMOD/MULMOD/EXP than this (12,000 chained
     /// MULs took over a minute; weierstrudel, the heaviest real contract measured, has 1,538).
     pub max_wide_arith: usize,
+    /// At the baseline tier, refuse code whose [`analysis::Analysis::baseline_cost`] exceeds
+    /// this (about 0.6 s of compile time at 20 us per unit); the tiered runtime then compiles
+    /// it at the default level, whose virtual stack and constant folding make such code cheap.
+    /// Deployed contracts (at most 24 KiB) stay well below it.
+    pub baseline_max_cost: usize,
     /// Above this many basic blocks, skip LLVM's optimisation passes (see [`Pipeline`]).
     pub optimize_max_blocks: usize,
     /// Above this many gas sections, use the lean pass pipeline instead of the loop one
@@ -262,6 +267,7 @@ impl Default for CompileOptions {
             max_dynamic_targets: 1024,
             max_sections: 4096,
             max_wide_arith: 2048,
+            baseline_max_cost: 32_768,
             optimize_max_blocks: 2048,
             full_opt_max_sections: 64,
             pass_slots_max_blocks: 64,
@@ -480,6 +486,16 @@ fn build_module<'ctx>(
             count: sections,
             limit: opts.max_sections,
         });
+    }
+    if opts.opt_level == OptLevel::Baseline {
+        let cost = analysis.baseline_cost();
+        if cost > opts.baseline_max_cost {
+            return Err(CompileError::OverBudget {
+                what: "baseline instruction units",
+                count: cost,
+                limit: opts.baseline_max_cost,
+            });
+        }
     }
     let wide = analysis.hot_insts().filter(|i| is_wide_arith(i.op)).count();
     if wide > opts.max_wide_arith {
@@ -822,6 +838,28 @@ mod tests {
         .unwrap();
         let ir = String::from_utf8(ir).unwrap();
         assert!(ir.contains(AOT_ENTRY_SYMBOL), "{ir}");
+    }
+
+    /// Code over the baseline tier's budget is refused before any LLVM work, with the reason.
+    #[test]
+    fn baseline_budget_counts_stack_shuffles() {
+        use revm::bytecode::opcode::*;
+        let o = CompileOptions {
+            opt_level: OptLevel::Baseline,
+            ..Default::default()
+        };
+        let mut code = vec![PUSH0, PUSH0];
+        code.extend(std::iter::repeat_n(SWAP1, o.baseline_max_cost / 4 + 1));
+        assert!(matches!(
+            compile_to_bytes(&code, SpecId::CANCUN, &o, None, Emit::Ir),
+            Err(CompileError::OverBudget {
+                what: "baseline instruction units",
+                ..
+            })
+        ));
+        // As many PUSH0s, one unit each, are under it.
+        let cheap = vec![PUSH0; o.baseline_max_cost / 4 + 1];
+        assert!(compile_to_bytes(&cheap, SpecId::CANCUN, &o, None, Emit::Ir).is_ok());
     }
 
     /// The baseline tier's IR holds no 256-bit value (only 256-bit strides into the stack), so

@@ -13,7 +13,7 @@ use std::{
 };
 
 use eyre::{bail, WrapErr};
-use kiln_compiler::{compile_jit, CompileError, CompileOptions};
+use kiln_compiler::{compile_jit, CompileError, CompileOptions, OptLevel};
 use revm::{bytecode::opcode as op, primitives::hardfork::SpecId};
 use serde::{Deserialize, Serialize};
 
@@ -303,12 +303,15 @@ fn status_kib(field: &str) -> u64 {
 }
 
 /// The child side: compile one bomb and print its report.
-pub fn child(name: &str, size: usize) -> eyre::Result<ExitCode> {
+pub fn child(name: &str, size: usize, opt_level: OptLevel) -> eyre::Result<ExitCode> {
     let Some(bomb) = bombs().into_iter().find(|b| b.name == name) else {
         bail!("unknown bomb {name:?}")
     };
     let code = (bomb.code)(size);
-    let opts = CompileOptions::default();
+    let opts = CompileOptions {
+        opt_level,
+        ..Default::default()
+    };
     // LLVM's one-time target initialisation and the first context are not the bomb's cost.
     compile_jit(&[op::PUSH0, op::POP, op::STOP], SPEC, &opts, None).wrap_err("warm-up compile")?;
     let rss_before = status_kib("VmRSS");
@@ -346,8 +349,15 @@ pub fn child(name: &str, size: usize) -> eyre::Result<ExitCode> {
 }
 
 /// Runs one bomb in a child process, killing it after [`CHILD_TIMEOUT`].
-fn run_child(name: &str, size: usize) -> Result<ChildReport, String> {
+fn run_child(name: &str, size: usize, opt_level: OptLevel) -> Result<ChildReport, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let level = match opt_level {
+        OptLevel::O0 => "0",
+        OptLevel::O1 => "1",
+        OptLevel::O2 => "2",
+        OptLevel::O3 => "3",
+        OptLevel::Baseline => "baseline",
+    };
     let mut child = Command::new(exe)
         .args([
             "fuzz",
@@ -355,6 +365,8 @@ fn run_child(name: &str, size: usize) -> Result<ChildReport, String> {
             name,
             "--bomb-size",
             &size.to_string(),
+            "--opt-level",
+            level,
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -395,7 +407,7 @@ fn run_child(name: &str, size: usize) -> Result<ChildReport, String> {
 
 /// Runs every bomb whose name contains `filter` and prints the table; fails if any bomb exceeds
 /// the targets or crashes. `size` replaces the 24 KiB of the mainnet-sized bombs.
-pub fn run(size: usize, filter: Option<&str>) -> eyre::Result<ExitCode> {
+pub fn run(size: usize, filter: Option<&str>, opt_level: OptLevel) -> eyre::Result<ExitCode> {
     let selected: Vec<Bomb> = bombs()
         .into_iter()
         .filter(|b| filter.is_none_or(|f| b.name.contains(f)))
@@ -408,19 +420,23 @@ pub fn run(size: usize, filter: Option<&str>) -> eyre::Result<ExitCode> {
         "bomb", "bytes", "blocks", "opt", "compile", "peak RSS", "growth"
     );
     let mut bad = 0usize;
-    let opts = CompileOptions::default();
+    let opts = CompileOptions {
+        opt_level,
+        ..Default::default()
+    };
     for bomb in &selected {
         let code = (bomb.code)(size);
         let analysis = kiln_compiler::analysis::analyze(&code, SPEC);
         let blocks = analysis.blocks.len();
         // The pass pipeline the compiler will pick (lean above its section budget).
         let level = match kiln_compiler::Pipeline::choose(&opts, &analysis) {
+            kiln_compiler::Pipeline::None if opt_level == OptLevel::Baseline => "base",
             kiln_compiler::Pipeline::None => "O0",
             kiln_compiler::Pipeline::Lean => "lean",
             kiln_compiler::Pipeline::Loops => "loops",
             kiln_compiler::Pipeline::Full(_) => "full",
         };
-        match run_child(bomb.name, size) {
+        match run_child(bomb.name, size, opt_level) {
             Ok(r) => {
                 let growth = r.peak_kib.saturating_sub(r.rss_before_kib);
                 let slow = r.compile_ms > TIME_LIMIT.as_secs_f64() * 1e3;

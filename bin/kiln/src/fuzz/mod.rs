@@ -142,10 +142,10 @@ const BATCH: u64 = 64;
 /// Runs the command; the exit code is non-zero when any divergence was found.
 pub fn run(args: FuzzArgs) -> eyre::Result<ExitCode> {
     if let Some(name) = &args.bomb_child {
-        return bombs::child(name, args.bomb_size);
+        return bombs::child(name, args.bomb_size, args.opt_level);
     }
     if args.bombs {
-        return bombs::run(args.bomb_size, args.bomb_filter.as_deref());
+        return bombs::run(args.bomb_size, args.bomb_filter.as_deref(), args.opt_level);
     }
     let forks = args
         .forks
