@@ -1877,12 +1877,11 @@ impl<'ctx> Lowerer<'_, 'ctx> {
             .iter()
             .map(|&i| i16t.const_int(i as u64, false))
             .collect();
-        let index_table =
-            self.module
-                .add_global(i16t.array_type(index.len() as u32), None, "kiln.jump_index");
-        index_table.set_initializer(&i16t.const_array(&index_values));
-        index_table.set_constant(true);
-        index_table.set_linkage(Linkage::Private);
+        let index_table = self.constant_table(
+            i16t.array_type(index.len() as u32),
+            &i16t.const_array(&index_values),
+            "kiln.jump_index",
+        );
         let addresses = dests
             .iter()
             .map(|bb| {
@@ -1891,14 +1890,11 @@ impl<'ctx> Lowerer<'_, 'ctx> {
                     .ok_or_else(|| CompileError::Internal("a jump target has no address".into()))
             })
             .collect::<Res<Vec<_>>>()?;
-        let address_table = self.module.add_global(
+        let address_table = self.constant_table(
             ptr_ty.array_type(addresses.len() as u32),
-            None,
+            &ptr_ty.const_array(&addresses),
             "kiln.jump_addresses",
         );
-        address_table.set_initializer(&ptr_ty.const_array(&addresses));
-        address_table.set_constant(true);
-        address_table.set_linkage(Linkage::Private);
 
         let in_code = llvm(self.b.build_int_compare(
             IntPredicate::ULT,
@@ -1910,28 +1906,47 @@ impl<'ctx> Lowerer<'_, 'ctx> {
         llvm(self.b.build_conditional_branch(in_code, lookup, invalid))?;
         self.b.position_at_end(lookup);
         let t64 = llvm(self.b.build_int_z_extend(t32, self.i64, "t64"))?;
-        // SAFETY (IR): `t64 < code_len`, the index table's length.
-        let slot = unsafe {
-            llvm(
-                self.b
-                    .build_gep(i16t, index_table.as_pointer_value(), &[t64], "jump.slot"),
-            )?
-        };
-        let n = llvm(self.b.build_load(i16t, slot, "jump.n"))?.into_int_value();
+        // `t64 < code_len`, the index table's length, and the index table holds only numbers
+        // below the address table's length.
+        let n = self
+            .table_entry(i16t.into(), index_table, t64)?
+            .into_int_value();
         let n = llvm(self.b.build_int_z_extend(n, self.i64, "jump.n64"))?;
-        // SAFETY (IR): the index table holds only numbers below the address table's length.
-        let at = unsafe {
-            llvm(
-                self.b
-                    .build_gep(ptr_ty, address_table.as_pointer_value(), &[n], "jump.at"),
-            )?
-        };
-        let address = llvm(self.b.build_load(ptr_ty, at, "jump.address"))?.into_pointer_value();
+        let address = self
+            .table_entry(ptr_ty.into(), address_table, n)?
+            .into_pointer_value();
         let mut unique = dests.clone();
         unique.sort_by_key(|bb| bb.as_mut_ptr() as usize);
         unique.dedup();
         llvm(self.b.build_indirect_branch(address, &unique))?;
         Ok(())
+    }
+
+    /// A private constant global array holding `init`.
+    fn constant_table(
+        &self,
+        ty: inkwell::types::ArrayType<'ctx>,
+        init: &inkwell::values::ArrayValue<'ctx>,
+        name: &str,
+    ) -> PointerValue<'ctx> {
+        let table = self.module.add_global(ty, None, name);
+        table.set_initializer(init);
+        table.set_constant(true);
+        table.set_linkage(Linkage::Private);
+        table.as_pointer_value()
+    }
+
+    /// Loads element `i` of the constant `table` whose elements are `elem`s; the caller knows
+    /// `i` is in bounds.
+    fn table_entry(
+        &self,
+        elem: inkwell::types::BasicTypeEnum<'ctx>,
+        table: PointerValue<'ctx>,
+        i: IntValue<'ctx>,
+    ) -> Res<inkwell::values::BasicValueEnum<'ctx>> {
+        // SAFETY (IR): the caller guarantees `i` is within the table.
+        let at = unsafe { llvm(self.b.build_gep(elem, table, &[i], "table.at"))? };
+        llvm(self.b.build_load(elem, at, "table.v"))
     }
 }
 
