@@ -22,6 +22,12 @@ use std::sync::{atomic::Ordering, Arc};
 /// the same code take no lock and no reference-count traffic (a measurable share of a small
 /// contract's frame). Code that never runs compiled (a failed or refused compilation) is kept as
 /// `None`; code not compiled yet is not kept, since a background compile may fill it in.
+///
+/// Between transactions the cache forgets what it found when the runtime's
+/// [`Runtime::epoch`] has moved (a promotion landed, an entry was inserted, removed or sent back
+/// to profiling), so a long-lived EVM runs what the registry holds now, and under the tiered
+/// policy every [`TIERED_RELOOKUP_TRANSACTIONS`] transactions, so that its use of baseline code
+/// counts towards promotion as a new EVM's would.
 #[derive(Debug)]
 pub struct FrameCache {
     /// The runtime whose counters this cache's frames add to.
@@ -47,6 +53,10 @@ pub struct FrameCache {
     handoffs: u64,
     /// Hand-overs at cold code, by code (rare: only profile-guided functions have cold code).
     cold_handoffs: FxHashMap<(B256, SpecId), u64>,
+    /// The runtime's epoch when `hits` was last emptied.
+    epoch: u64,
+    /// Transactions since `hits` was last emptied.
+    transactions: u64,
 }
 
 /// Whether and why compiled code handed its frame to the interpreter.
@@ -63,6 +73,12 @@ enum Handover {
 /// Frames a [`FrameCache`] counts before adding its counters to the runtime's.
 pub const STATS_BATCH: u64 = 64;
 
+/// Under [`crate::CompilePolicy::Tiered`], a [`FrameCache`] looks its codes up again after
+/// this many transactions: each such lookup of baseline code counts towards its promotion, so
+/// an EVM that lives for many transactions (a builder's, a simulator's) promotes its hot code
+/// after `promote_after` times this many, while one built per block counts once per block.
+pub const TIERED_RELOOKUP_TRANSACTIONS: u64 = 8;
+
 impl Drop for FrameCache {
     fn drop(&mut self) {
         self.flush_stats();
@@ -72,6 +88,7 @@ impl Drop for FrameCache {
 impl FrameCache {
     /// An empty cache for the EVM of `runtime`.
     pub fn new(runtime: Arc<Runtime>) -> Self {
+        let runtime_epoch = runtime.epoch();
         Self {
             runtime,
             hits: FxHashMap::default(),
@@ -82,12 +99,36 @@ impl FrameCache {
             interpreted_frames: 0,
             handoffs: 0,
             cold_handoffs: FxHashMap::default(),
+            epoch: runtime_epoch,
+            transactions: 0,
         }
     }
 
     /// The runtime this cache looks functions up in and counts frames for.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// Called before each transaction: forgets the functions found so far when they may be out
+    /// of date (see the type's documentation). No frame is running here, so no frame loses the
+    /// function it started in.
+    pub fn begin_transaction(&mut self) {
+        // Installs what the background compiler finished, so that the epoch shows it; a load
+        // of a flag when nothing is pending.
+        self.runtime.apply_promotions();
+        self.transactions += 1;
+        let epoch = self.runtime.epoch();
+        let relookup = self.transactions > TIERED_RELOOKUP_TRANSACTIONS
+            && !self.hits.is_empty()
+            && self.runtime.is_tiered();
+        if epoch != self.epoch || relookup {
+            self.hits.clear();
+            // The functions `by_depth` points at may be freed once `hits` lets them go.
+            self.by_depth.clear();
+            self.last = None;
+            self.epoch = epoch;
+            self.transactions = 1;
+        }
     }
 
     /// Called after each transaction: adds the frame counters to the runtime's once at least

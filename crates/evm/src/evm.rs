@@ -175,6 +175,7 @@ where
 
     fn transact_one(&mut self, tx: Self::Tx) -> Result<Self::ExecutionResult, Self::Error> {
         self.inner.ctx.set_tx(tx);
+        self.cache.begin_transaction();
         let result = KilnHandler::<CTX, INSP, P>::default().run(self);
         self.cache.end_transaction();
         result
@@ -187,6 +188,7 @@ where
     fn replay(
         &mut self,
     ) -> Result<ExecResultAndState<ExecutionResult<HaltReason>, EvmState>, Self::Error> {
+        self.cache.begin_transaction();
         let result = KilnHandler::<CTX, INSP, P>::default().run(self);
         self.cache.end_transaction();
         let state = self.finalize();

@@ -154,12 +154,15 @@ pub enum CompilePolicy {
     /// Compile the baseline tier ([`kiln_compiler::OptLevel::Baseline`], several times faster
     /// to compile, slower to run) synchronously the first time a code runs; once EVMs have
     /// looked the baseline code up `promote_after` times, compile it again at the options'
-    /// level on a background thread, and replace the baseline code when that is done. EVMs
-    /// that already hold the baseline code keep running it; later ones get the optimised code.
+    /// level on a background thread, and replace the baseline code when that is done. An EVM
+    /// looks a code up when it first runs it and again every
+    /// [`crate::dispatch::TIERED_RELOOKUP_TRANSACTIONS`] transactions while it holds baseline
+    /// code, so a long-lived EVM counts too; frames running when the optimised code lands
+    /// finish on the baseline code, and the EVM's next transaction runs the optimised code.
     /// With the options' level at baseline (or on AOT, whose artifacts are compiled once), it
     /// behaves as [`Self::OnFirstSight`].
     Tiered {
-        /// Lookups of the baseline code (one per EVM that runs it) before it is optimised.
+        /// Lookups of the baseline code before it is optimised.
         promote_after: u64,
     },
 }
@@ -278,6 +281,10 @@ pub struct Runtime {
     /// Baseline functions not yet replaced ([`CompilePolicy::Tiered`]).
     tiering: Mutex<FxHashMap<(B256, SpecId), Tiering>>,
     promoter: OnceLock<Promoter>,
+    /// Bumped whenever an entry changes in a way an EVM's [`crate::dispatch::FrameCache`] must
+    /// see (an insert, a removal, a promotion, a reprofile): EVMs forget what they looked up
+    /// when it moves, between transactions.
+    epoch: AtomicU64,
     /// Counters.
     pub stats: RuntimeStats,
 }
@@ -293,6 +300,7 @@ impl Runtime {
             profiled: Mutex::default(),
             tiering: Mutex::default(),
             promoter: OnceLock::new(),
+            epoch: AtomicU64::new(0),
             stats: RuntimeStats::default(),
         }
     }
@@ -398,6 +406,7 @@ impl Runtime {
                     };
                     if installed {
                         self.stats.promotions.fetch_add(1, Ordering::Relaxed);
+                        self.bump_epoch();
                     }
                     self.tiering
                         .lock()
@@ -525,14 +534,34 @@ impl Runtime {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert((hash, spec), entry);
+        self.bump_epoch();
     }
 
     /// Removes an entry; running frames keep their `Arc` alive.
     pub fn remove(&self, hash: B256, spec: SpecId) -> Option<Entry> {
-        self.map
+        let removed = self
+            .map
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&(hash, spec))
+            .remove(&(hash, spec));
+        self.bump_epoch();
+        removed
+    }
+
+    /// The registry's change counter: an EVM that looked functions up at one epoch looks them up
+    /// again once it has moved.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn bump_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether this runtime compiles a baseline tier first and promotes it
+    /// ([`CompilePolicy::Tiered`] on the JIT backend above the baseline level).
+    pub fn is_tiered(&self) -> bool {
+        self.promote_after().is_some()
     }
 
     /// Number of entries.
@@ -666,8 +695,8 @@ impl Runtime {
 
     /// Adds `n` hand-overs at cold code of the function for `(hash, spec)`; once a function
     /// this runtime compiled from its own profile reaches [`COLD_HANDOFFS_BEFORE_REPROFILE`],
-    /// its code is profiled again from the old profile (EVMs that already hold the function
-    /// keep running it; new ones profile).
+    /// its code is profiled again from the old profile (EVMs that hold the function profile
+    /// from their next transaction on).
     pub fn note_cold_handoffs(&self, hash: B256, spec: SpecId, n: u64) {
         self.stats.cold_handoffs.fetch_add(n, Ordering::Relaxed);
         let widened = {
@@ -686,6 +715,8 @@ impl Runtime {
         if let Some(slot @ Entry::Ready(_)) = map.get_mut(&(hash, spec)) {
             *slot = Entry::Profiling(Arc::new(Profile::seeded(coverage)));
             self.stats.reprofiles.fetch_add(1, Ordering::Relaxed);
+            drop(map);
+            self.bump_epoch();
             tracing::debug!(%hash, ?spec, "cold code ran often: profiling again");
         }
     }

@@ -338,6 +338,126 @@ fn tiered_runtime_promotes_baseline_code_in_the_background() {
     assert_eq!(s.compiled_frames.load(Ordering::Relaxed), 3);
 }
 
+/// One EVM that lives for many transactions (a builder's, a simulator's) counts towards its
+/// code's promotion by looking it up again every few transactions, and runs the optimised code
+/// from the transaction after it lands: it lets go of the baseline code.
+#[test]
+fn a_long_lived_evm_promotes_and_then_runs_the_optimised_code() {
+    use alloy_evm::{Evm, EvmEnv, EvmFactory};
+    use kiln_evm::{registry::Tier, Backend, CompilePolicy, Entry, KilnEvmFactory};
+    use revm::{
+        context::{CfgEnv, TxEnv},
+        primitives::{keccak256, Bytes, TxKind},
+    };
+    use std::{
+        sync::{atomic::Ordering, Arc},
+        time::{Duration, Instant},
+    };
+
+    // SSTORE(0, CALLDATASIZE + 7), return it.
+    let code = vec![
+        0x36, 0x60, 7, 0x01, 0x80, 0x5f, 0x55, 0x5f, 0x52, 0x60, 32, 0x5f, 0xf3,
+    ];
+    let hash = keccak256(&code);
+    let runtime = Arc::new(Runtime::new(
+        Backend::Jit,
+        CompilePolicy::Tiered { promote_after: 2 },
+        Default::default(),
+    ));
+    let mut cfg = CfgEnv::new_with_spec(SpecId::CANCUN);
+    cfg.disable_nonce_check = true;
+    let env = EvmEnv {
+        cfg_env: cfg,
+        block_env: Default::default(),
+    };
+    let mut evm = KilnEvmFactory::new(runtime.clone()).create_evm(db_with(&code), env);
+    let tx = TxEnv::builder()
+        .caller(CALLER)
+        .kind(TxKind::Call(TARGET))
+        .data(Bytes::from_static(&[1, 2, 3]))
+        .gas_limit(100_000)
+        .gas_price(0)
+        .build()
+        .unwrap();
+    let first = evm.transact(tx.clone()).unwrap();
+    assert!(first.result.is_success(), "{:?}", first.result);
+    let Some(Entry::Ready(baseline)) = runtime.get(hash, SpecId::CANCUN) else {
+        panic!("no baseline code registered");
+    };
+    assert_eq!(runtime.tier(hash, SpecId::CANCUN), Some(Tier::Baseline));
+
+    // Only this EVM runs the code: without its periodic lookups the code would never reach
+    // two lookups.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while runtime.tier(hash, SpecId::CANCUN) != Some(Tier::Optimised) {
+        assert!(Instant::now() < deadline, "no promotion within two minutes");
+        let again = evm.transact(tx.clone()).unwrap();
+        assert_eq!(again.result, first.result);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(runtime.stats.promotions.load(Ordering::Relaxed), 1);
+    let after = evm.transact(tx.clone()).unwrap();
+    assert_eq!(after.result, first.result);
+    assert_eq!(after.state, first.state);
+    // Nothing but this test holds the baseline function now: the EVM runs the optimised one.
+    assert_eq!(Arc::strong_count(&baseline), 1);
+    evm.inner_mut().flush_stats();
+    assert_eq!(runtime.stats.interpreted_frames.load(Ordering::Relaxed), 0);
+}
+
+/// An EVM sees registry changes made while it lives (here an entry replaced by a failure, as an
+/// operator's ban would) from its next transaction on: it does not keep running what it
+/// looked up before.
+#[test]
+fn a_long_lived_evm_sees_registry_changes_between_transactions() {
+    use alloy_evm::{Evm, EvmEnv, EvmFactory};
+    use kiln_evm::{Backend, CompilePolicy, Entry, KilnEvmFactory};
+    use revm::{
+        context::{CfgEnv, TxEnv},
+        primitives::{keccak256, TxKind},
+    };
+    use std::sync::{atomic::Ordering, Arc};
+
+    let code = vec![0x36, 0x60, 7, 0x01, 0x5f, 0x52, 0x60, 32, 0x5f, 0xf3];
+    let hash = keccak256(&code);
+    let runtime = Arc::new(Runtime::new(
+        Backend::Jit,
+        CompilePolicy::LookupOnly,
+        Default::default(),
+    ));
+    let compiled = runtime.compile(hash, SpecId::CANCUN, &code, None).unwrap();
+    runtime.insert(hash, SpecId::CANCUN, Entry::Ready(Arc::new(compiled)));
+    let mut cfg = CfgEnv::new_with_spec(SpecId::CANCUN);
+    cfg.disable_nonce_check = true;
+    let env = EvmEnv {
+        cfg_env: cfg,
+        block_env: Default::default(),
+    };
+    let mut evm = KilnEvmFactory::new(runtime.clone()).create_evm(db_with(&code), env);
+    let tx = TxEnv::builder()
+        .caller(CALLER)
+        .kind(TxKind::Call(TARGET))
+        .gas_limit(100_000)
+        .gas_price(0)
+        .build()
+        .unwrap();
+    let frames = || {
+        let s = &runtime.stats;
+        (
+            s.compiled_frames.load(Ordering::Relaxed),
+            s.interpreted_frames.load(Ordering::Relaxed),
+        )
+    };
+    let first = evm.transact(tx.clone()).unwrap();
+    evm.inner_mut().flush_stats();
+    assert_eq!(frames(), (1, 0));
+    runtime.insert(hash, SpecId::CANCUN, Entry::Failed("banned".into()));
+    let second = evm.transact(tx.clone()).unwrap();
+    assert_eq!(second.result, first.result);
+    evm.inner_mut().flush_stats();
+    assert_eq!(frames(), (1, 1));
+}
+
 /// A promotion lands only over the baseline code it was compiled to replace: an entry changed
 /// while the optimising compilation ran (here, marked failed) stays as it is.
 #[test]
