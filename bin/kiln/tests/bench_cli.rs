@@ -241,3 +241,43 @@ fn profile_guided_mode_compiles_what_the_workload_runs() {
     assert_eq!(profiled["frames_handed_off"], 0, "{profiled}");
     assert_eq!(jit["frames_handed_off"], 0, "{jit}");
 }
+
+#[test]
+fn tiered_mode_times_the_promoted_code_and_reports_both_compile_times() {
+    let standard = data("countdown.json");
+    let out = kiln_bench(&[
+        standard.to_str().unwrap(),
+        "--reps",
+        "3",
+        "--min-time",
+        "0.02",
+        "--json",
+        "--modes",
+        "interpreter,tiered",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let tiered = lines
+        .iter()
+        .find(|l| l["mode"] == "tiered")
+        .unwrap_or_else(|| panic!("no tiered line in {stdout}"));
+    let interpreter = lines
+        .iter()
+        .find(|l| l["mode"] == "interpreter")
+        .unwrap_or_else(|| panic!("no interpreter line in {stdout}"));
+    assert_eq!(tiered["gas_used"], interpreter["gas_used"], "{tiered}");
+    // The baseline tier compiled on the check run, the default level in the background.
+    assert!(tiered["compile_ms"].as_f64().unwrap() > 0.0, "{tiered}");
+    assert!(tiered["optimise_ms"].as_f64().unwrap() > 0.0, "{tiered}");
+    assert!(tiered["object_bytes"].as_u64().unwrap() > 0, "{tiered}");
+    assert_eq!(tiered["frames_compiled"], 1, "{tiered}");
+    assert_eq!(tiered["compile_failures"], serde_json::json!([]), "{tiered}");
+    assert!(
+        stderr.contains("background optimising compile time per KiB of bytecode (tiered)"),
+        "{stderr}"
+    );
+}

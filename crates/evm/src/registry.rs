@@ -178,6 +178,8 @@ pub enum Tier {
     Baseline,
     /// Baseline code whose optimising compilation is running in the background.
     Promoting,
+    /// Baseline code for good: its optimising compilation failed (and is not retried).
+    BaselineKept,
     /// The runtime's own options.
     Optimised,
 }
@@ -353,6 +355,7 @@ impl Runtime {
                 .get(&(hash, spec))
             {
                 Some(t) if t.promoting => Tier::Promoting,
+                Some(t) if t.failed => Tier::BaselineKept,
                 Some(_) => Tier::Baseline,
                 None => Tier::Optimised,
             },

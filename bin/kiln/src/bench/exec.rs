@@ -5,13 +5,15 @@ use std::{
     collections::HashMap,
     fmt,
     sync::{atomic::Ordering, Arc},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use alloy_primitives::{Address, Bytes, B256, U256};
-use eyre::WrapErr;
+use eyre::{bail, WrapErr};
 use kiln_compiler::{aot::ArtifactDir, compile_to_bytes, CompileOptions, Coverage, Emit, OptLevel};
-use kiln_evm::{CompilePolicy, CompiledCode, CoverageInspector, Entry, KilnEvm, Runtime};
+use kiln_evm::{
+    registry::Tier, CompilePolicy, CompiledCode, CoverageInspector, Entry, KilnEvm, Runtime,
+};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::{
@@ -46,6 +48,12 @@ pub enum Mode {
     JitBaseline,
     /// kiln's EVM running contracts compiled ahead of time into shared libraries.
     Aot,
+    /// kiln's default runtime (`Runtime::tiered()`, what `KilnEvmFactory::default()` builds):
+    /// each code compiled at the baseline tier when it first runs (`compile_ms` is that wait,
+    /// the time to native code), then at the default level in the background once it keeps
+    /// running (`optimise_ms`). Timed after every promotion has landed, on the same EVM, and
+    /// checked against the interpreter on both tiers.
+    Tiered,
 }
 
 impl Mode {
@@ -58,6 +66,7 @@ impl Mode {
             Self::JitProfiled => "jit-profiled",
             Self::JitBaseline => "jit-baseline",
             Self::Aot => "aot",
+            Self::Tiered => "tiered",
         }
     }
 
@@ -65,7 +74,7 @@ impl Mode {
     pub const fn compiles(self) -> bool {
         matches!(
             self,
-            Self::Jit | Self::JitProfiled | Self::JitBaseline | Self::Aot
+            Self::Jit | Self::JitProfiled | Self::JitBaseline | Self::Aot | Self::Tiered
         )
     }
 }
@@ -462,6 +471,9 @@ pub struct CompileReport {
     pub failures: Vec<String>,
     /// Codes not compiled because no profiled transaction ran them (`jit-profiled`).
     pub not_profiled: Vec<String>,
+    /// `tiered`: the optimising compilations that replaced the baseline code, in microseconds
+    /// (on the background thread; the execution path never waits for them).
+    pub optimise_micros: Option<u64>,
 }
 
 impl CompileReport {
@@ -472,7 +484,22 @@ impl CompileReport {
 
     /// Compile time per KiB of bytecode, in milliseconds.
     pub fn compile_ms_per_kib(&self) -> Option<f64> {
-        (self.compiled_bytes > 0).then(|| self.compile_ms() / (self.compiled_bytes as f64 / 1024.0))
+        self.per_kib(self.compile_micros)
+    }
+
+    /// `tiered`: optimising compile time in milliseconds.
+    pub fn optimise_ms(&self) -> Option<f64> {
+        self.optimise_micros.map(|m| m as f64 / 1e3)
+    }
+
+    /// `tiered`: optimising compile time per KiB of bytecode, in milliseconds.
+    pub fn optimise_ms_per_kib(&self) -> Option<f64> {
+        self.optimise_micros.and_then(|m| self.per_kib(m))
+    }
+
+    fn per_kib(&self, micros: u64) -> Option<f64> {
+        (self.compiled_bytes > 0)
+            .then(|| micros as f64 / 1e3 / (self.compiled_bytes as f64 / 1024.0))
     }
 }
 
@@ -518,6 +545,15 @@ impl Compiler {
         let backend = match mode {
             Mode::Revm => return Ok(None),
             Mode::Interpreter => return Ok(Some(Runtime::interpreter())),
+            Mode::Tiered => {
+                return Ok(Some(Arc::new(Runtime::new(
+                    kiln_evm::Backend::Jit,
+                    CompilePolicy::Tiered {
+                        promote_after: kiln_evm::DEFAULT_PROMOTE_AFTER,
+                    },
+                    self.options,
+                ))))
+            }
             Mode::Jit | Mode::JitProfiled | Mode::JitBaseline => kiln_evm::Backend::Jit,
             Mode::Aot => kiln_evm::Backend::Aot(self.aot_dir()?.clone()),
         };
@@ -717,6 +753,8 @@ impl Contender {
         // frames run on the interpreter, which is fine: it is not timed.
         let setup = evm.run_setup(workload);
         let compile = match &runtime {
+            // Compiles on the execution path, as a node's default runtime does.
+            Some(_) if mode == Mode::Tiered => None,
             Some(rt) if mode.compiles() => {
                 let codes = evm.contract_codes();
                 let profile = (mode == Mode::JitProfiled).then(|| profile(workload));
@@ -733,6 +771,10 @@ impl Contender {
             .map(FrameCounts::of)
             .zip(before)
             .map(|(after, before)| after.since(before));
+        let compile = match (&runtime, mode) {
+            (Some(rt), Mode::Tiered) => Some(promote(workload, &mut evm, rt, &timed)?),
+            _ => compile,
+        };
         Ok(Self {
             mode,
             evm,
@@ -741,6 +783,85 @@ impl Contender {
             frames,
         })
     }
+}
+
+/// How long `tiered` runs the timed transaction waiting for its codes' promotions.
+const PROMOTION_DEADLINE: Duration = Duration::from_secs(600);
+
+/// `tiered`: after the check run (which compiled the baseline tier), runs the timed transaction
+/// on the same EVM until every code it compiled has been promoted, checks the optimised code
+/// against the baseline run, and reports both compile times.
+fn promote(
+    workload: &Workload,
+    evm: &mut Evm,
+    runtime: &Runtime,
+    baseline_run: &TxObservation,
+) -> eyre::Result<CompileReport> {
+    let spec = workload.cfg.spec;
+    let codes = evm.contract_codes();
+    let mut report = CompileReport {
+        codes: codes.len(),
+        code_bytes: codes.iter().map(|(_, c)| c.len()).sum(),
+        compile_micros: runtime.stats.compile_micros.load(Ordering::Relaxed),
+        ..CompileReport::default()
+    };
+    let waiting = || {
+        codes.iter().any(|(hash, _)| {
+            matches!(
+                runtime.tier(*hash, spec),
+                Some(Tier::Baseline | Tier::Promoting)
+            )
+        })
+    };
+    let start = Instant::now();
+    while waiting() {
+        if start.elapsed() > PROMOTION_DEADLINE {
+            bail!(
+                "{}: tiered: baseline code not promoted within {} s",
+                workload.name,
+                PROMOTION_DEADLINE.as_secs()
+            );
+        }
+        evm.transact(workload.tx.clone())
+            .map_err(|e| eyre::eyre!("{}: tiered: transaction failed: {e}", workload.name))?;
+        // Leave the core to the background compiler while it runs, as a node between blocks.
+        if codes
+            .iter()
+            .any(|(hash, _)| runtime.tier(*hash, spec) == Some(Tier::Promoting))
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let optimised_run = evm.observe(workload.tx.clone(), false);
+    if optimised_run != *baseline_run {
+        bail!(
+            "{}: tiered: the optimised code disagrees with the baseline code: {:?} vs {:?}",
+            workload.name,
+            optimised_run,
+            baseline_run
+        );
+    }
+    report.optimise_micros =
+        Some(runtime.stats.compile_micros.load(Ordering::Relaxed) - report.compile_micros);
+    for (hash, code) in &codes {
+        match runtime.get(*hash, spec) {
+            Some(Entry::Ready(f)) => {
+                report.compiled_bytes += code.len();
+                if let CompiledCode::Jit(f) = f.as_ref() {
+                    report.object_bytes += f.object_bytes() as u64;
+                }
+                if runtime.tier(*hash, spec) == Some(Tier::BaselineKept) {
+                    report.failures.push(format!(
+                        "{hash}: the optimising compilation failed; it runs baseline code"
+                    ));
+                }
+            }
+            Some(Entry::Failed(reason)) => report.failures.push(format!("{hash}: {reason}")),
+            // Never ran (or ran only as init code): nothing to report.
+            _ => {}
+        }
+    }
+    Ok(report)
 }
 
 #[cfg(test)]
