@@ -22,11 +22,18 @@ pub struct Budget {
 /// Warm-up runs until both are reached (after the untimed check run).
 const WARMUP_REPS: u64 = 2;
 const WARMUP_TIME: Duration = Duration::from_millis(20);
-/// A sample is a batch of repetitions lasting about this long: long enough that reading the
-/// clock (tens of nanoseconds) and the first repetition after another mode's batch (caches and
-/// predictors trained by different code) stay negligible even for transactions of a microsecond,
-/// short enough that the modes take turns hundreds of times within `--min-time`.
-const BATCH_TIME: Duration = Duration::from_millis(1);
+/// A sample is a batch of repetitions lasting about this long, so that reading the clock
+/// (tens of nanoseconds) stays negligible even for transactions of a microsecond.
+const BATCH_TIME: Duration = Duration::from_micros(50);
+/// The modes take turns this many times, so that a slow drift of the machine (frequency,
+/// another process) spreads over all modes instead of biasing whichever ran last. The order
+/// rotates every round, because a mode can pay for running right after another one (caches
+/// and predictors trained by different code): 6 rounds give each of up to 3 modes every
+/// position equally often. Shorter turns cancel more of a shared machine's drift but charge
+/// each turn for following another mode's code, unevenly: with turns of 1 ms kiln's interpreter
+/// took 1.03-1.06x stock revm's time on `contracts/` (0.97-1.06x with these rounds) and weth's
+/// JIT ran at 1.25-1.31x the interpreter (1.38-1.41x), while a node runs one EVM for good.
+const ROUNDS: u64 = 6;
 
 /// Timing statistics of one mode on one workload, per transaction.
 #[derive(Clone, Debug)]
@@ -95,8 +102,11 @@ fn run_once(evm: &mut Evm, tx: &TxEnv) -> eyre::Result<()> {
 struct Plan {
     /// Repetitions per sample.
     batch: u64,
-    /// Samples (batches) to take.
-    batches: u64,
+    /// Rounds this mode takes part in (fewer than [`ROUNDS`] when it needs only a few
+    /// samples, e.g. a slow transaction at the minimum repetition count).
+    rounds: u64,
+    /// Samples per round.
+    batches_per_round: u64,
 }
 
 impl Plan {
@@ -114,44 +124,42 @@ impl Plan {
             .max((budget.min_time.as_secs_f64() / per_rep).ceil() as u64)
             .max(1);
         let batch = ((BATCH_TIME.as_secs_f64() / per_rep).ceil() as u64).clamp(1, wanted);
+        let batches = wanted.div_ceil(batch);
+        let rounds = ROUNDS.min(batches);
         Ok(Self {
             batch,
-            batches: wanted.div_ceil(batch),
+            rounds,
+            batches_per_round: batches.div_ceil(rounds),
         })
     }
 }
 
-/// Times `tx` on every EVM: warm-up, then rounds in which each EVM that still needs samples
-/// takes one batch in turn, the order rotating every round. A machine shared with other work
-/// drifts in speed over seconds (frequency, neighbours); batches of about a millisecond taken
-/// alternately put every mode under the same drift, so that ratios between modes stay put when
-/// the absolute times do not. Returns the statistics in the order of `evms`.
+/// Times `tx` on every EVM: warm-up, then up to [`ROUNDS`] rounds in which each EVM runs its
+/// share of samples in turn. Returns the statistics in the order of `evms`.
 pub fn measure(evms: &mut [&mut Evm], tx: &TxEnv, budget: Budget) -> eyre::Result<Vec<Stats>> {
     let plans = evms
         .iter_mut()
         .map(|evm| Plan::warm_up(evm, tx, budget))
         .collect::<eyre::Result<Vec<_>>>()?;
+    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); evms.len()];
+    let mut reps = vec![0u64; evms.len()];
     let n = evms.len();
-    let mut samples: Vec<Vec<f64>> = plans
-        .iter()
-        .map(|p| Vec::with_capacity(p.batches as usize))
-        .collect();
-    let mut reps = vec![0u64; n];
-    let rounds = plans.iter().map(|p| p.batches).max().unwrap_or(0);
-    for round in 0..rounds {
+    for round in 0..ROUNDS {
         for k in 0..n {
             let i = (k + round as usize) % n;
             let (plan, evm) = (&plans[i], &mut *evms[i]);
-            if round >= plan.batches {
+            if round >= plan.rounds {
                 continue;
             }
-            let start = Instant::now();
-            for _ in 0..plan.batch {
-                run_once(evm, tx)?;
+            for _ in 0..plan.batches_per_round {
+                let start = Instant::now();
+                for _ in 0..plan.batch {
+                    run_once(evm, tx)?;
+                }
+                let elapsed = start.elapsed();
+                samples[i].push(elapsed.as_nanos() as f64 / plan.batch as f64);
+                reps[i] += plan.batch;
             }
-            let elapsed = start.elapsed();
-            samples[i].push(elapsed.as_nanos() as f64 / plan.batch as f64);
-            reps[i] += plan.batch;
         }
     }
     Ok(samples
