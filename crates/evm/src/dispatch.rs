@@ -23,11 +23,11 @@ use std::sync::{atomic::Ordering, Arc};
 /// contract's frame). Code that never runs compiled (a failed or refused compilation) is kept as
 /// `None`; code not compiled yet is not kept, since a background compile may fill it in.
 ///
-/// Between transactions the cache forgets what it found when the runtime's
+/// Before each transaction the cache forgets what it found when the runtime's
 /// [`Runtime::epoch`] has moved (a promotion landed, an entry was inserted, removed or sent back
-/// to profiling), so a long-lived EVM runs what the registry holds now, and under the tiered
-/// policy every [`TIERED_RELOOKUP_TRANSACTIONS`] transactions, so that its use of baseline code
-/// counts towards promotion as a new EVM's would.
+/// to profiling), so a long-lived EVM runs what the registry holds now; and, while it holds
+/// baseline code waiting for promotion, every [`TIERED_RELOOKUP_TRANSACTIONS`] transactions, so
+/// that its use of that code counts towards promotion as a new EVM's would.
 #[derive(Debug)]
 pub struct FrameCache {
     /// The runtime whose counters this cache's frames add to.
@@ -57,6 +57,10 @@ pub struct FrameCache {
     epoch: u64,
     /// Transactions since `hits` was last emptied.
     transactions: u64,
+    /// Whether the runtime's policy is tiered (it never changes).
+    tiered: bool,
+    /// Entries of `hits` that were baseline code waiting for promotion when looked up.
+    baseline_held: usize,
 }
 
 /// Whether and why compiled code handed its frame to the interpreter.
@@ -73,10 +77,11 @@ enum Handover {
 /// Frames a [`FrameCache`] counts before adding its counters to the runtime's.
 pub const STATS_BATCH: u64 = 64;
 
-/// Under [`crate::CompilePolicy::Tiered`], a [`FrameCache`] looks its codes up again after
-/// this many transactions: each such lookup of baseline code counts towards its promotion, so
-/// an EVM that lives for many transactions (a builder's, a simulator's) promotes its hot code
-/// after `promote_after` times this many, while one built per block counts once per block.
+/// Under [`crate::CompilePolicy::Tiered`], a [`FrameCache`] that holds baseline code waiting
+/// for promotion looks its codes up again after this many transactions: each such lookup counts
+/// towards the promotion, so code that an EVM keeps running is promoted after about
+/// `promote_after` times this many transactions, whether the EVM lives for one block or for
+/// good (a builder's, a simulator's).
 pub const TIERED_RELOOKUP_TRANSACTIONS: u64 = 8;
 
 impl Drop for FrameCache {
@@ -88,7 +93,7 @@ impl Drop for FrameCache {
 impl FrameCache {
     /// An empty cache for the EVM of `runtime`.
     pub fn new(runtime: Arc<Runtime>) -> Self {
-        let runtime_epoch = runtime.epoch();
+        let (runtime_epoch, tiered) = (runtime.epoch(), runtime.is_tiered());
         Self {
             runtime,
             hits: FxHashMap::default(),
@@ -101,6 +106,8 @@ impl FrameCache {
             cold_handoffs: FxHashMap::default(),
             epoch: runtime_epoch,
             transactions: 0,
+            tiered,
+            baseline_held: 0,
         }
     }
 
@@ -113,14 +120,15 @@ impl FrameCache {
     /// of date (see the type's documentation). No frame is running here, so no frame loses the
     /// function it started in.
     pub fn begin_transaction(&mut self) {
+        if !self.runtime.is_enabled() {
+            return;
+        }
         // Installs what the background compiler finished, so that the epoch shows it; a load
         // of a flag when nothing is pending.
         self.runtime.apply_promotions();
         self.transactions += 1;
         let epoch = self.runtime.epoch();
-        let relookup = self.transactions > TIERED_RELOOKUP_TRANSACTIONS
-            && !self.hits.is_empty()
-            && self.runtime.is_tiered();
+        let relookup = self.baseline_held > 0 && self.transactions > TIERED_RELOOKUP_TRANSACTIONS;
         if epoch != self.epoch || relookup {
             self.hits.clear();
             // The functions `by_depth` points at may be freed once `hits` lets them go.
@@ -128,6 +136,7 @@ impl FrameCache {
             self.last = None;
             self.epoch = epoch;
             self.transactions = 1;
+            self.baseline_held = 0;
         }
     }
 
@@ -186,7 +195,12 @@ impl FrameCache {
                     .runtime
                     .lookup(key.0, key.1, || bytecode.original_byte_slice().to_vec())
                 {
-                    Lookup::Ready(f) => e.insert(Some(f)).as_deref().map(CompiledCode::as_fn),
+                    Lookup::Ready(f) => {
+                        if self.tiered && self.runtime.awaits_promotion(key.0, key.1) {
+                            self.baseline_held += 1;
+                        }
+                        e.insert(Some(f)).as_deref().map(CompiledCode::as_fn)
+                    }
                     Lookup::Never => {
                         e.insert(None);
                         None

@@ -167,8 +167,10 @@ pub enum CompilePolicy {
     },
 }
 
-/// [`CompilePolicy::Tiered`]'s default `promote_after`: a code that eight EVMs (in a node,
-/// eight blocks) ran is worth its optimising compilation.
+/// [`CompilePolicy::Tiered`]'s default `promote_after`: a code looked up eight times (by eight
+/// EVMs, e.g. one per block, or by EVMs that kept running it for about eight times
+/// [`crate::dispatch::TIERED_RELOOKUP_TRANSACTIONS`] transactions) is worth its optimising
+/// compilation.
 pub const DEFAULT_PROMOTE_AFTER: u64 = 8;
 
 /// Which tier a registry entry's code was compiled at.
@@ -468,6 +470,15 @@ impl Runtime {
             .send(job);
         if sent.is_err() {
             tracing::warn!("the background compiler has stopped; baseline code stays");
+            if let Some(t) = self
+                .tiering
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&(hash, spec))
+            {
+                t.promoting = false;
+                t.failed = true;
+            }
         }
     }
 
@@ -482,8 +493,17 @@ impl Runtime {
             .spawn(move || {
                 for job in rx {
                     let start = Instant::now();
-                    let result = kiln_compiler::compile_jit(&job.code, job.spec, &options, None)
-                        .map(CompiledCode::Jit);
+                    // A panic inside the compiler must not end the thread with the job's
+                    // code left `Promoting` for good: it becomes a failed promotion.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        kiln_compiler::compile_jit(&job.code, job.spec, &options, None)
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(CompileError::Llvm(
+                            "the optimising compilation panicked".into(),
+                        ))
+                    })
+                    .map(CompiledCode::Jit);
                     let micros = start.elapsed().as_micros() as u64;
                     out.lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -547,7 +567,9 @@ impl Runtime {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(hash, spec));
-        self.bump_epoch();
+        if removed.is_some() {
+            self.bump_epoch();
+        }
         removed
     }
 
@@ -559,6 +581,16 @@ impl Runtime {
 
     fn bump_epoch(&self) {
         self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether the code registered for `(hash, spec)` is baseline code that may still be
+    /// promoted (not yet, or being, optimised; not kept after a failed promotion).
+    pub fn awaits_promotion(&self, hash: B256, spec: SpecId) -> bool {
+        self.tiering
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(hash, spec))
+            .is_some_and(|t| !t.failed)
     }
 
     /// Whether this runtime compiles a baseline tier first and promotes it

@@ -474,6 +474,12 @@ pub struct CompileReport {
     /// `tiered`: the optimising compilations that replaced the baseline code, in microseconds
     /// (on the background thread; the execution path never waits for them).
     pub optimise_micros: Option<u64>,
+    /// `tiered`: total size of the codes promoted: the denominator of the optimising time per
+    /// KiB (code the baseline tier refuses is compiled at the default level at once, and its
+    /// time is in `compile_micros`).
+    pub promoted_bytes: usize,
+    /// Other remarks on how the codes were compiled (`tiered`: code left at the baseline tier).
+    pub notes: Vec<String>,
 }
 
 impl CompileReport {
@@ -484,7 +490,7 @@ impl CompileReport {
 
     /// Compile time per KiB of bytecode, in milliseconds.
     pub fn compile_ms_per_kib(&self) -> Option<f64> {
-        self.per_kib(self.compile_micros)
+        per_kib(self.compile_micros, self.compiled_bytes)
     }
 
     /// `tiered`: optimising compile time in milliseconds.
@@ -492,15 +498,16 @@ impl CompileReport {
         self.optimise_micros.map(|m| m as f64 / 1e3)
     }
 
-    /// `tiered`: optimising compile time per KiB of bytecode, in milliseconds.
+    /// `tiered`: optimising compile time per KiB of the code promoted, in milliseconds.
     pub fn optimise_ms_per_kib(&self) -> Option<f64> {
-        self.optimise_micros.and_then(|m| self.per_kib(m))
+        self.optimise_micros
+            .and_then(|m| per_kib(m, self.promoted_bytes))
     }
+}
 
-    fn per_kib(&self, micros: u64) -> Option<f64> {
-        (self.compiled_bytes > 0)
-            .then(|| micros as f64 / 1e3 / (self.compiled_bytes as f64 / 1024.0))
-    }
+/// Milliseconds per KiB, if there are bytes.
+fn per_kib(micros: u64, bytes: usize) -> Option<f64> {
+    (bytes > 0).then(|| micros as f64 / 1e3 / (bytes as f64 / 1024.0))
 }
 
 /// JIT compilations per (mode, code) whose median time is reported.
@@ -537,10 +544,10 @@ impl Compiler {
 
     /// A fresh runtime for `mode` (`None` for stock revm), with an empty registry.
     ///
-    /// Compiled modes use [`CompilePolicy::LookupOnly`]: a node runs what was compiled ahead
-    /// of time or in the background and never compiles on the execution path, so a code that
-    /// is not in the registry (e.g. one-off init code) runs on the interpreter, as it would
-    /// there.
+    /// Compiled modes other than `tiered` use [`CompilePolicy::LookupOnly`]: what was compiled
+    /// ahead (by [`Self::fill`]) runs, and a code that is not in the registry (e.g. one-off init
+    /// code) runs on the interpreter. `tiered` is the default runtime, which compiles on the
+    /// execution path.
     pub fn runtime(&mut self, mode: Mode) -> eyre::Result<Option<Arc<Runtime>>> {
         let backend = match mode {
             Mode::Revm => return Ok(None),
@@ -710,6 +717,9 @@ pub struct Contender {
     pub compile: Option<CompileReport>,
     /// Frames of the check run's timed transaction (kiln modes only).
     pub frames: Option<FrameCounts>,
+    /// `tiered`: the timed transaction once more after promotion, on the optimised code (the
+    /// check run ran the baseline tier); it must agree with the interpreter too.
+    pub promoted: Option<TxObservation>,
 }
 
 /// How the frames of one run were executed.
@@ -750,7 +760,8 @@ impl Contender {
         let runtime = compiler.runtime(mode)?;
         let mut evm = Evm::new(workload, runtime.clone());
         // Setup runs before compiling so that contracts it deploys are compiled too; its own
-        // frames run on the interpreter, which is fine: it is not timed.
+        // frames run on the interpreter (on baseline code under `tiered`, which compiles on
+        // first sight), which is fine: it is not timed.
         let setup = evm.run_setup(workload);
         let compile = match &runtime {
             // Compiles on the execution path, as a node's default runtime does.
@@ -771,9 +782,12 @@ impl Contender {
             .map(FrameCounts::of)
             .zip(before)
             .map(|(after, before)| after.since(before));
-        let compile = match (&runtime, mode) {
-            (Some(rt), Mode::Tiered) => Some(promote(workload, &mut evm, rt, &timed)?),
-            _ => compile,
+        let (compile, promoted) = match (&runtime, mode) {
+            (Some(rt), Mode::Tiered) => {
+                let (report, run) = promote(workload, &mut evm, rt)?;
+                (Some(report), Some(run))
+            }
+            _ => (compile, None),
         };
         Ok(Self {
             mode,
@@ -781,6 +795,7 @@ impl Contender {
             observed: Observed { setup, timed },
             compile,
             frames,
+            promoted,
         })
     }
 }
@@ -788,15 +803,21 @@ impl Contender {
 /// How long `tiered` runs the timed transaction waiting for its codes' promotions.
 const PROMOTION_DEADLINE: Duration = Duration::from_secs(600);
 
+/// `tiered`: transactions without a change of tier after which baseline code that is not being
+/// promoted is taken to stay (it ran only in setup, so the timed transaction never looks it up
+/// again): twice what promotion takes for code the transaction runs, plus a margin.
+const PROMOTION_QUIET_TXS: u64 =
+    2 * kiln_evm::DEFAULT_PROMOTE_AFTER * kiln_evm::dispatch::TIERED_RELOOKUP_TRANSACTIONS + 8;
+
 /// `tiered`: after the check run (which compiled the baseline tier), runs the timed transaction
-/// on the same EVM until every code it compiled has been promoted, checks the optimised code
-/// against the baseline run, and reports both compile times.
+/// on the same EVM until every code it keeps running has been promoted, observes the optimised
+/// run, and reports both compile times. The compile time is what the runtime spent before
+/// promotion (setup's compilations included), the optimising time what promotion added.
 fn promote(
     workload: &Workload,
     evm: &mut Evm,
     runtime: &Runtime,
-    baseline_run: &TxObservation,
-) -> eyre::Result<CompileReport> {
+) -> eyre::Result<(CompileReport, TxObservation)> {
     let spec = workload.cfg.spec;
     let codes = evm.contract_codes();
     let mut report = CompileReport {
@@ -805,16 +826,23 @@ fn promote(
         compile_micros: runtime.stats.compile_micros.load(Ordering::Relaxed),
         ..CompileReport::default()
     };
-    let waiting = || {
-        codes.iter().any(|(hash, _)| {
-            matches!(
-                runtime.tier(*hash, spec),
-                Some(Tier::Baseline | Tier::Promoting)
-            )
-        })
+    let tiers = || -> Vec<Option<Tier>> {
+        codes
+            .iter()
+            .map(|(hash, _)| runtime.tier(*hash, spec))
+            .collect()
     };
+    let before = tiers();
+    let (mut last, mut quiet) = (before.clone(), 0u64);
     let start = Instant::now();
-    while waiting() {
+    loop {
+        let promoting = last.contains(&Some(Tier::Promoting));
+        if !promoting && !last.contains(&Some(Tier::Baseline)) {
+            break;
+        }
+        if !promoting && quiet >= PROMOTION_QUIET_TXS {
+            break;
+        }
         if start.elapsed() > PROMOTION_DEADLINE {
             bail!(
                 "{}: tiered: baseline code not promoted within {} s",
@@ -824,44 +852,49 @@ fn promote(
         }
         evm.transact(workload.tx.clone())
             .map_err(|e| eyre::eyre!("{}: tiered: transaction failed: {e}", workload.name))?;
-        // Leave the core to the background compiler while it runs, as a node between blocks.
-        if codes
-            .iter()
-            .any(|(hash, _)| runtime.tier(*hash, spec) == Some(Tier::Promoting))
-        {
+        if promoting {
+            // Leave the core to the background compiler, as a node between blocks.
             std::thread::sleep(Duration::from_millis(1));
         }
+        let now = tiers();
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
     }
     let optimised_run = evm.observe(workload.tx.clone(), false);
-    if optimised_run != *baseline_run {
-        bail!(
-            "{}: tiered: the optimised code disagrees with the baseline code: {:?} vs {:?}",
-            workload.name,
-            optimised_run,
-            baseline_run
-        );
-    }
-    report.optimise_micros =
-        Some(runtime.stats.compile_micros.load(Ordering::Relaxed) - report.compile_micros);
-    for (hash, code) in &codes {
-        match runtime.get(*hash, spec) {
-            Some(Entry::Ready(f)) => {
+    let mut promoted_bytes = 0;
+    for (((hash, code), was), now) in codes.iter().zip(&before).zip(&last) {
+        match (runtime.get(*hash, spec), now) {
+            (Some(Entry::Ready(f)), _) => {
                 report.compiled_bytes += code.len();
                 if let CompiledCode::Jit(f) = f.as_ref() {
                     report.object_bytes += f.object_bytes() as u64;
                 }
-                if runtime.tier(*hash, spec) == Some(Tier::BaselineKept) {
-                    report.failures.push(format!(
-                        "{hash}: the optimising compilation failed; it runs baseline code"
-                    ));
+                if matches!(was, Some(Tier::Baseline | Tier::Promoting))
+                    && *now == Some(Tier::Optimised)
+                {
+                    promoted_bytes += code.len();
+                }
+                match now {
+                    Some(Tier::BaselineKept) => report.notes.push(format!(
+                        "{hash}: the optimising compilation failed; timed on baseline code"
+                    )),
+                    Some(Tier::Baseline) => report.notes.push(format!(
+                        "{hash}: not promoted (the timed transaction does not keep running it); baseline code"
+                    )),
+                    _ => {}
                 }
             }
-            Some(Entry::Failed(reason)) => report.failures.push(format!("{hash}: {reason}")),
+            (Some(Entry::Failed(reason)), _) => report.failures.push(format!("{hash}: {reason}")),
             // Never ran (or ran only as init code): nothing to report.
             _ => {}
         }
     }
-    Ok(report)
+    if runtime.is_tiered() {
+        report.optimise_micros =
+            Some(runtime.stats.compile_micros.load(Ordering::Relaxed) - report.compile_micros);
+        report.promoted_bytes = promoted_bytes;
+    }
+    Ok((report, optimised_run))
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kiln_compiler::{CompileOptions, OptLevel};
 
 use crate::statetest::runner::Fork;
-use exec::{check_agreement, Compiler, Contender, Disagreement, Mode};
+use exec::{check_agreement, Compiler, Contender, Disagreement, Mode, Observed};
 use measure::{measure, Budget};
 use report::{Machine, Row, Summary, Table, KECCAK_CACHE};
 use workload::{bench_dir, load_workloads, Selection, Workload};
@@ -294,12 +294,18 @@ pub fn prepare_checked(
     let mut agreeing = Vec::new();
     let mut disagreements = Vec::new();
     for contender in contenders {
-        match check_agreement(
-            &workload.name,
-            &reference,
-            contender.mode,
-            &contender.observed,
-        ) {
+        // `tiered` ran the timed transaction on both tiers: each must agree.
+        let promoted = contender.promoted.clone().map(|timed| Observed {
+            setup: contender.observed.setup.clone(),
+            timed,
+        });
+        let disagreement = [Some(&contender.observed), promoted.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|observed| {
+                check_agreement(&workload.name, &reference, contender.mode, observed)
+            });
+        match disagreement {
             None => agreeing.push(contender),
             Some(d) => disagreements.push(d),
         }

@@ -120,6 +120,7 @@ impl Row {
             "object_bytes": compile.map(|c| c.object_bytes),
             "compile_failures": compile.map(|c| c.failures.clone()),
             "not_profiled": compile.map(|c| c.not_profiled.clone()),
+            "compile_notes": compile.map(|c| c.notes.clone()),
             "frames_compiled": self.frames.map(|f| f.compiled),
             "frames_interpreted": self.frames.map(|f| f.interpreted),
             "frames_handed_off": self.frames.map(|f| f.handed_off),
@@ -242,6 +243,9 @@ impl Table {
                     row.mode,
                     compile.map_or(0.0, CompileReport::compile_ms)
                 );
+            }
+            for note in compile.map(|c| c.notes.as_slice()).unwrap_or_default() {
+                let _ = writeln!(out, "    note: {}: {note}", row.mode);
             }
             for failure in compile.map(|c| c.failures.as_slice()).unwrap_or_default() {
                 let _ = writeln!(out, "    note: {}: not compiled: {failure}", row.mode);
