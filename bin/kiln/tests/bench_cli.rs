@@ -281,3 +281,37 @@ fn tiered_mode_times_the_promoted_code_and_reports_both_compile_times() {
         "{stderr}"
     );
 }
+
+/// Code that only setup runs is compiled at the baseline tier and never looked up again by the
+/// timed transaction: `tiered` stops waiting for its promotion and says so, instead of waiting
+/// out its deadline.
+#[test]
+fn tiered_mode_does_not_wait_for_code_only_setup_ran() {
+    let file = data("setup_only_code.json");
+    let out = kiln_bench(&[
+        file.to_str().unwrap(),
+        "--reps",
+        "3",
+        "--min-time",
+        "0.02",
+        "--json",
+        "--modes",
+        "interpreter,tiered",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let tiered: Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["mode"] == "tiered")
+        .unwrap_or_else(|| panic!("no tiered line in {stdout}"));
+    let notes = tiered["compile_notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{tiered}");
+    assert!(
+        notes[0].as_str().unwrap().contains("not promoted"),
+        "{tiered}"
+    );
+    // The timed contract was promoted: its optimising compilation was timed.
+    assert!(tiered["optimise_ms"].as_f64().unwrap() > 0.0, "{tiered}");
+    assert_eq!(tiered["status"], "success", "{tiered}");
+}
