@@ -203,32 +203,40 @@ fn missing_path_is_a_clear_failure() {
     );
 }
 
-#[test]
-fn profile_guided_mode_compiles_what_the_workload_runs() {
-    let standard = data("countdown.json");
+/// `kiln bench FILE --json --modes MODES` with a short budget: its JSON rows and stderr; fails
+/// the test if the run fails.
+fn json_run(file: &str, modes: &str) -> (Vec<Value>, String) {
+    let file = data(file);
     let out = kiln_bench(&[
-        standard.to_str().unwrap(),
+        file.to_str().unwrap(),
         "--reps",
         "3",
         "--min-time",
         "0.02",
         "--json",
         "--modes",
-        "jit,jit-profiled",
+        modes,
     ]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let lines: Vec<Value> = stdout
+    let rows = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let line = |mode: &str| {
-        lines
-            .iter()
-            .find(|l| l["mode"] == mode)
-            .unwrap_or_else(|| panic!("no {mode} line in {stdout}"))
-    };
-    let (jit, profiled) = (line("jit"), line("jit-profiled"));
+    (rows, stderr)
+}
+
+/// The row of `mode` among `rows`.
+fn row<'a>(rows: &'a [Value], mode: &str) -> &'a Value {
+    rows.iter()
+        .find(|l| l["mode"] == mode)
+        .unwrap_or_else(|| panic!("no {mode} row in {rows:?}"))
+}
+
+#[test]
+fn profile_guided_mode_compiles_what_the_workload_runs() {
+    let (rows, _) = json_run("countdown.json", "jit,jit-profiled");
+    let (jit, profiled) = (row(&rows, "jit"), row(&rows, "jit-profiled"));
     assert_eq!(profiled["gas_used"], jit["gas_used"], "{profiled}");
     assert_eq!(
         profiled["compile_failures"],
@@ -244,38 +252,19 @@ fn profile_guided_mode_compiles_what_the_workload_runs() {
 
 #[test]
 fn tiered_mode_times_the_promoted_code_and_reports_both_compile_times() {
-    let standard = data("countdown.json");
-    let out = kiln_bench(&[
-        standard.to_str().unwrap(),
-        "--reps",
-        "3",
-        "--min-time",
-        "0.02",
-        "--json",
-        "--modes",
-        "interpreter,tiered",
-    ]);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let tiered = lines
-        .iter()
-        .find(|l| l["mode"] == "tiered")
-        .unwrap_or_else(|| panic!("no tiered line in {stdout}"));
-    let interpreter = lines
-        .iter()
-        .find(|l| l["mode"] == "interpreter")
-        .unwrap_or_else(|| panic!("no interpreter line in {stdout}"));
+    let (rows, stderr) = json_run("countdown.json", "interpreter,tiered");
+    let (tiered, interpreter) = (row(&rows, "tiered"), row(&rows, "interpreter"));
     assert_eq!(tiered["gas_used"], interpreter["gas_used"], "{tiered}");
     // The baseline tier compiled on the check run, the default level in the background.
     assert!(tiered["compile_ms"].as_f64().unwrap() > 0.0, "{tiered}");
     assert!(tiered["optimise_ms"].as_f64().unwrap() > 0.0, "{tiered}");
     assert!(tiered["object_bytes"].as_u64().unwrap() > 0, "{tiered}");
     assert_eq!(tiered["frames_compiled"], 1, "{tiered}");
-    assert_eq!(tiered["compile_failures"], serde_json::json!([]), "{tiered}");
+    assert_eq!(
+        tiered["compile_failures"],
+        serde_json::json!([]),
+        "{tiered}"
+    );
     assert!(
         stderr.contains("background optimising compile time per KiB of bytecode (tiered)"),
         "{stderr}"
@@ -287,24 +276,8 @@ fn tiered_mode_times_the_promoted_code_and_reports_both_compile_times() {
 /// out its deadline.
 #[test]
 fn tiered_mode_does_not_wait_for_code_only_setup_ran() {
-    let file = data("setup_only_code.json");
-    let out = kiln_bench(&[
-        file.to_str().unwrap(),
-        "--reps",
-        "3",
-        "--min-time",
-        "0.02",
-        "--json",
-        "--modes",
-        "interpreter,tiered",
-    ]);
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let tiered: Value = stdout
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|l| l["mode"] == "tiered")
-        .unwrap_or_else(|| panic!("no tiered line in {stdout}"));
+    let (rows, _) = json_run("setup_only_code.json", "interpreter,tiered");
+    let tiered = row(&rows, "tiered");
     let notes = tiered["compile_notes"].as_array().unwrap();
     assert_eq!(notes.len(), 1, "{tiered}");
     assert!(

@@ -338,17 +338,49 @@ fn tiered_runtime_promotes_baseline_code_in_the_background() {
     assert_eq!(s.compiled_frames.load(Ordering::Relaxed), 3);
 }
 
+/// An EVM from `KilnEvmFactory` over `code` at `TARGET` (Cancun), and a call to it with `data`.
+fn long_lived_evm(
+    runtime: &std::sync::Arc<Runtime>,
+    code: &[u8],
+    data: &'static [u8],
+) -> (
+    kiln_evm::KilnAlloyEvm<
+        revm::database::CacheDB<revm::database::EmptyDB>,
+        revm::inspector::NoOpInspector,
+    >,
+    revm::context::TxEnv,
+) {
+    use alloy_evm::{EvmEnv, EvmFactory};
+    use revm::{
+        context::{CfgEnv, TxEnv},
+        primitives::{Bytes, TxKind},
+    };
+    let mut cfg = CfgEnv::new_with_spec(SpecId::CANCUN);
+    cfg.disable_nonce_check = true;
+    let env = EvmEnv {
+        cfg_env: cfg,
+        block_env: Default::default(),
+    };
+    let evm = kiln_evm::KilnEvmFactory::new(runtime.clone()).create_evm(db_with(code), env);
+    let tx = TxEnv::builder()
+        .caller(CALLER)
+        .kind(TxKind::Call(TARGET))
+        .data(Bytes::from_static(data))
+        .gas_limit(100_000)
+        .gas_price(0)
+        .build()
+        .unwrap();
+    (evm, tx)
+}
+
 /// One EVM that lives for many transactions (a builder's, a simulator's) counts towards its
 /// code's promotion by looking it up again every few transactions, and runs the optimised code
 /// from the transaction after it lands: it lets go of the baseline code.
 #[test]
 fn a_long_lived_evm_promotes_and_then_runs_the_optimised_code() {
-    use alloy_evm::{Evm, EvmEnv, EvmFactory};
-    use kiln_evm::{registry::Tier, Backend, CompilePolicy, Entry, KilnEvmFactory};
-    use revm::{
-        context::{CfgEnv, TxEnv},
-        primitives::{keccak256, Bytes, TxKind},
-    };
+    use alloy_evm::Evm;
+    use kiln_evm::{registry::Tier, Backend, CompilePolicy, Entry};
+    use revm::primitives::keccak256;
     use std::{
         sync::{atomic::Ordering, Arc},
         time::{Duration, Instant},
@@ -364,21 +396,7 @@ fn a_long_lived_evm_promotes_and_then_runs_the_optimised_code() {
         CompilePolicy::Tiered { promote_after: 2 },
         Default::default(),
     ));
-    let mut cfg = CfgEnv::new_with_spec(SpecId::CANCUN);
-    cfg.disable_nonce_check = true;
-    let env = EvmEnv {
-        cfg_env: cfg,
-        block_env: Default::default(),
-    };
-    let mut evm = KilnEvmFactory::new(runtime.clone()).create_evm(db_with(&code), env);
-    let tx = TxEnv::builder()
-        .caller(CALLER)
-        .kind(TxKind::Call(TARGET))
-        .data(Bytes::from_static(&[1, 2, 3]))
-        .gas_limit(100_000)
-        .gas_price(0)
-        .build()
-        .unwrap();
+    let (mut evm, tx) = long_lived_evm(&runtime, &code, &[1, 2, 3]);
     let first = evm.transact(tx.clone()).unwrap();
     assert!(first.result.is_success(), "{:?}", first.result);
     let Some(Entry::Ready(baseline)) = runtime.get(hash, SpecId::CANCUN) else {
@@ -410,12 +428,9 @@ fn a_long_lived_evm_promotes_and_then_runs_the_optimised_code() {
 /// looked up before.
 #[test]
 fn a_long_lived_evm_sees_registry_changes_between_transactions() {
-    use alloy_evm::{Evm, EvmEnv, EvmFactory};
-    use kiln_evm::{Backend, CompilePolicy, Entry, KilnEvmFactory};
-    use revm::{
-        context::{CfgEnv, TxEnv},
-        primitives::{keccak256, TxKind},
-    };
+    use alloy_evm::Evm;
+    use kiln_evm::{Backend, CompilePolicy, Entry};
+    use revm::primitives::keccak256;
     use std::sync::{atomic::Ordering, Arc};
 
     let code = vec![0x36, 0x60, 7, 0x01, 0x5f, 0x52, 0x60, 32, 0x5f, 0xf3];
@@ -427,20 +442,7 @@ fn a_long_lived_evm_sees_registry_changes_between_transactions() {
     ));
     let compiled = runtime.compile(hash, SpecId::CANCUN, &code, None).unwrap();
     runtime.insert(hash, SpecId::CANCUN, Entry::Ready(Arc::new(compiled)));
-    let mut cfg = CfgEnv::new_with_spec(SpecId::CANCUN);
-    cfg.disable_nonce_check = true;
-    let env = EvmEnv {
-        cfg_env: cfg,
-        block_env: Default::default(),
-    };
-    let mut evm = KilnEvmFactory::new(runtime.clone()).create_evm(db_with(&code), env);
-    let tx = TxEnv::builder()
-        .caller(CALLER)
-        .kind(TxKind::Call(TARGET))
-        .gas_limit(100_000)
-        .gas_price(0)
-        .build()
-        .unwrap();
+    let (mut evm, tx) = long_lived_evm(&runtime, &code, &[]);
     let frames = || {
         let s = &runtime.stats;
         (

@@ -324,25 +324,18 @@ impl Summary {
                     .push(speedup);
             }
         }
-        if let Some(per_kib) = row
-            .compile
-            .as_ref()
-            .and_then(CompileReport::compile_ms_per_kib)
-        {
-            self.compile_per_kib
-                .entry(row.mode)
-                .or_default()
-                .push(per_kib);
-        }
-        if let Some(per_kib) = row
-            .compile
-            .as_ref()
-            .and_then(CompileReport::optimise_ms_per_kib)
-        {
-            self.optimise_per_kib
-                .entry(row.mode)
-                .or_default()
-                .push(per_kib);
+        type Figure = fn(&CompileReport) -> Option<f64>;
+        let per_kib: [(Figure, _); 2] = [
+            (CompileReport::compile_ms_per_kib, &mut self.compile_per_kib),
+            (
+                CompileReport::optimise_ms_per_kib,
+                &mut self.optimise_per_kib,
+            ),
+        ];
+        for (figure, by_mode) in per_kib {
+            if let Some(x) = row.compile.as_ref().and_then(figure) {
+                by_mode.entry(row.mode).or_default().push(x);
+            }
         }
         if let (Some(ratio), Mode::Interpreter) = (row.time_vs_revm, row.mode) {
             self.dispatch.push((row.workload.clone(), ratio));
