@@ -119,13 +119,16 @@ impl FrameCache {
     /// Called before each transaction: forgets the functions found so far when they may be out
     /// of date (see the type's documentation). No frame is running here, so no frame loses the
     /// function it started in.
+    #[inline]
     pub fn begin_transaction(&mut self) {
         if !self.runtime.is_enabled() {
             return;
         }
         // Installs what the background compiler finished, so that the epoch shows it; a load
-        // of a flag when nothing is pending.
-        self.runtime.apply_promotions();
+        // of a flag when nothing is pending. Only the tiered policy promotes.
+        if self.tiered {
+            self.runtime.apply_promotions();
+        }
         self.transactions += 1;
         let epoch = self.runtime.epoch();
         let relookup = self.baseline_held > 0 && self.transactions > TIERED_RELOOKUP_TRANSACTIONS;
@@ -142,6 +145,7 @@ impl FrameCache {
 
     /// Called after each transaction: adds the frame counters to the runtime's once at least
     /// [`STATS_BATCH`] frames have gathered.
+    #[inline]
     pub fn end_transaction(&mut self) {
         if self.compiled_frames + self.interpreted_frames >= STATS_BATCH {
             self.flush_stats();
@@ -244,7 +248,11 @@ impl FrameCache {
     }
 
     /// The profile the interpreted frame at `depth` records into, if its code is profiled.
+    #[inline]
     fn profile_for(&mut self, depth: usize) -> Option<&Profile> {
+        if self.profiling.is_empty() {
+            return None;
+        }
         // Deeper frames have ended (this one resumed after its call returned).
         while self.profiling.last().is_some_and(|(d, _)| *d > depth) {
             self.profiling.pop();
