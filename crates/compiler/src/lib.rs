@@ -452,6 +452,14 @@ fn check_input(code: &[u8], spec: SpecId, opts: &CompileOptions) -> Result<(), C
     Ok(())
 }
 
+/// [`CompileError::OverBudget`] when `count` of `what` exceeds `limit`.
+fn within_budget(what: &'static str, count: usize, limit: usize) -> Result<(), CompileError> {
+    if count > limit {
+        return Err(CompileError::OverBudget { what, count, limit });
+    }
+    Ok(())
+}
+
 /// Builds and optimises the module for `code` in `cx`; with `coverage`, only the blocks it
 /// entered are compiled (see [`Coverage`]).
 fn build_module<'ctx>(
@@ -479,32 +487,23 @@ fn build_module<'ctx>(
             limit: opts.max_blocks,
         });
     }
-    let sections = analysis.hot_section_count();
-    if sections > opts.max_sections {
-        return Err(CompileError::OverBudget {
-            what: "gas sections",
-            count: sections,
-            limit: opts.max_sections,
-        });
-    }
+    within_budget(
+        "gas sections",
+        analysis.hot_section_count(),
+        opts.max_sections,
+    )?;
     if opts.opt_level == OptLevel::Baseline {
-        let cost = analysis.baseline_cost();
-        if cost > opts.baseline_max_cost {
-            return Err(CompileError::OverBudget {
-                what: "baseline instruction units",
-                count: cost,
-                limit: opts.baseline_max_cost,
-            });
-        }
+        within_budget(
+            "baseline instruction units",
+            analysis.baseline_cost(),
+            opts.baseline_max_cost,
+        )?;
     }
-    let wide = analysis.hot_insts().filter(|i| is_wide_arith(i.op)).count();
-    if wide > opts.max_wide_arith {
-        return Err(CompileError::OverBudget {
-            what: "256-bit multiplications and divisions",
-            count: wide,
-            limit: opts.max_wide_arith,
-        });
-    }
+    within_budget(
+        "256-bit multiplications and divisions",
+        analysis.hot_insts().filter(|i| is_wide_arith(i.op)).count(),
+        opts.max_wide_arith,
+    )?;
     if analysis.has_dynamic_jumps && analysis.jumpdests.len() > opts.max_dynamic_targets {
         return Err(CompileError::TooManyJumpTargets {
             targets: analysis.jumpdests.len(),

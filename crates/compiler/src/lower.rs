@@ -1138,7 +1138,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 self.i64.const_int(min, false),
                 "stack.under.ok",
             ))?;
-            ok = Some(and(self, ok, c)?);
+            ok = Some(c);
         } else if growth > 0 {
             let c = llvm(self.b.build_int_compare(
                 IntPredicate::ULE,
@@ -1146,7 +1146,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 self.i64.const_int(STACK_LIMIT - growth, false),
                 "stack.over.ok",
             ))?;
-            ok = Some(and(self, ok, c)?);
+            ok = Some(c);
         }
         let mut new_gas = None;
         if self.opts.gas_metering && s.gas > 0 {

@@ -199,10 +199,9 @@ impl FrameCache {
                     .runtime
                     .lookup(key.0, key.1, || bytecode.original_byte_slice().to_vec())
                 {
-                    Lookup::Ready(f) => {
-                        if self.tiered && self.runtime.awaits_promotion(key.0, key.1) {
-                            self.baseline_held += 1;
-                        }
+                    Lookup::Ready(f) => e.insert(Some(f)).as_deref().map(CompiledCode::as_fn),
+                    Lookup::Baseline(f) => {
+                        self.baseline_held += 1;
                         e.insert(Some(f)).as_deref().map(CompiledCode::as_fn)
                     }
                     Lookup::Never => {

@@ -52,6 +52,10 @@ pub enum Entry {
 pub enum Lookup {
     /// Compiled code to run.
     Ready(Arc<CompiledCode>),
+    /// Baseline code to run that may still be promoted ([`CompilePolicy::Tiered`]): callers
+    /// that remember it should look it up again now and then, since each lookup counts towards
+    /// the promotion.
+    Baseline(Arc<CompiledCode>),
     /// This code never runs compiled here (compilation failed or was refused, or the runtime
     /// compiles nothing): callers may remember that.
     Never,
@@ -422,37 +426,33 @@ impl Runtime {
                     // The baseline code is correct, only slower: it stays, and is not retried.
                     self.stats.compile_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(hash = %p.hash, spec = ?p.spec, error = %e, "optimising compilation failed; the baseline code stays");
-                    if let Some(t) = self
-                        .tiering
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_mut(&key)
-                    {
-                        t.promoting = false;
-                        t.failed = true;
-                    }
+                    self.keep_baseline(key);
                 }
             }
         }
     }
 
     /// Counts a lookup of baseline code and hands it to the background compiler once it has
-    /// been looked up often enough.
+    /// been looked up often enough. Returns whether the code may still be promoted (it is
+    /// baseline code, not kept after a failed promotion).
     fn note_baseline_lookup(
         &self,
         hash: B256,
         spec: SpecId,
         promote_after: u64,
         baseline: &Arc<CompiledCode>,
-    ) {
+    ) -> bool {
         let job = {
             let mut tiering = self.tiering.lock().unwrap_or_else(|e| e.into_inner());
             let Some(t) = tiering.get_mut(&(hash, spec)) else {
-                return;
+                return false;
             };
+            if t.failed {
+                return false;
+            }
             t.lookups += 1;
-            if t.promoting || t.failed || t.lookups < promote_after {
-                return;
+            if t.promoting || t.lookups < promote_after {
+                return true;
             }
             t.promoting = true;
             PromotionJob {
@@ -470,15 +470,22 @@ impl Runtime {
             .send(job);
         if sent.is_err() {
             tracing::warn!("the background compiler has stopped; baseline code stays");
-            if let Some(t) = self
-                .tiering
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&(hash, spec))
-            {
-                t.promoting = false;
-                t.failed = true;
-            }
+            self.keep_baseline((hash, spec));
+            return false;
+        }
+        true
+    }
+
+    /// Gives up promoting `key`: its baseline code stays for good and is not sent again.
+    fn keep_baseline(&self, key: (B256, SpecId)) {
+        if let Some(t) = self
+            .tiering
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&key)
+        {
+            t.promoting = false;
+            t.failed = true;
         }
     }
 
@@ -583,16 +590,6 @@ impl Runtime {
         self.epoch.fetch_add(1, Ordering::Release);
     }
 
-    /// Whether the code registered for `(hash, spec)` is baseline code that may still be
-    /// promoted (not yet, or being, optimised; not kept after a failed promotion).
-    pub fn awaits_promotion(&self, hash: B256, spec: SpecId) -> bool {
-        self.tiering
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(hash, spec))
-            .is_some_and(|t| !t.failed)
-    }
-
     /// Whether this runtime compiles a baseline tier first and promotes it
     /// ([`CompilePolicy::Tiered`] on the JIT backend above the baseline level).
     pub fn is_tiered(&self) -> bool {
@@ -634,10 +631,14 @@ impl Runtime {
         }
         let profile = match (self.get(hash, spec), self.policy) {
             (Some(Entry::Ready(f)), _) => {
-                if let Some(promote_after) = tiered {
-                    self.note_baseline_lookup(hash, spec, promote_after, &f);
-                }
-                return Lookup::Ready(f);
+                return match tiered {
+                    Some(promote_after)
+                        if self.note_baseline_lookup(hash, spec, promote_after, &f) =>
+                    {
+                        Lookup::Baseline(f)
+                    }
+                    _ => Lookup::Ready(f),
+                };
             }
             (Some(Entry::Profiling(p)), CompilePolicy::AfterProfile { runs })
                 if p.runs() >= runs =>
@@ -710,7 +711,9 @@ impl Runtime {
                         failed: false,
                         code: code.into(),
                     });
-                self.note_baseline_lookup(hash, spec, promote_after, kept);
+                if self.note_baseline_lookup(hash, spec, promote_after, kept) {
+                    return Lookup::Baseline(kept.clone());
+                }
             }
         }
         if let (true, Entry::Ready(_), Some(coverage)) = (replaced, &entry, coverage) {

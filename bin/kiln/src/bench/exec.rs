@@ -863,8 +863,8 @@ fn promote(
     let optimised_run = evm.observe(workload.tx.clone(), false);
     let mut promoted_bytes = 0;
     for (((hash, code), was), now) in codes.iter().zip(&before).zip(&last) {
-        match (runtime.get(*hash, spec), now) {
-            (Some(Entry::Ready(f)), _) => {
+        match runtime.get(*hash, spec) {
+            Some(Entry::Ready(f)) => {
                 report.compiled_bytes += code.len();
                 if let CompiledCode::Jit(f) = f.as_ref() {
                     report.object_bytes += f.object_bytes() as u64;
@@ -884,7 +884,7 @@ fn promote(
                     _ => {}
                 }
             }
-            (Some(Entry::Failed(reason)), _) => report.failures.push(format!("{hash}: {reason}")),
+            Some(Entry::Failed(reason)) => report.failures.push(format!("{hash}: {reason}")),
             // Never ran (or ran only as init code): nothing to report.
             _ => {}
         }
