@@ -1,18 +1,14 @@
-//! `kiln`: command-line front end of the kiln compiled-EVM execution layer.
+//! `kiln`: command-line front end of the kiln compiled-EVM execution layer. It only parses the
+//! command line: the tools are the `kiln-testing` library's (`kiln compile` is the compiler's own
+//! glue, in [`compile`]).
 
-mod bench;
 mod compile;
-mod fixtures;
-mod fuzz;
-mod statetest;
 
 use std::{io::IsTerminal, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+use kiln_testing::{bench, fuzz, statetest};
 use tracing_subscriber::EnvFilter;
-
-#[allow(unused_imports)] // kept reachable for upcoming subcommands (bench, blockchain tests)
-pub use fixtures::fixtures_dir;
 
 /// kiln: compiled-EVM execution layer for revm.
 #[derive(Debug, Parser)]

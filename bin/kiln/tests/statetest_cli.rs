@@ -1,12 +1,11 @@
 //! End-to-end tests of `kiln statetest`, run against the built binary.
 
-#[path = "../src/fixtures.rs"]
-mod fixtures;
-
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
 };
+
+use kiln_testing::fixtures;
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -26,12 +26,16 @@ use std::{
 use eyre::{bail, WrapErr};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_compiler::{CompileOptions, Fault, OptLevel};
-use kiln_evm::difftest::{run_revm, Case, Outcome};
+
 use rayon::prelude::*;
 use serde_json::json;
 
-use crate::statetest::runner::Fork;
-use exec::{describe, forget, run_compiled, FuzzMode, Mismatch, ModeRuntime};
+use crate::{
+    difftest::{run_revm, Case, Outcome},
+    statetest::Fork,
+    Mode,
+};
+use exec::{describe, forget, run_compiled, Mismatch, ModeRuntime};
 use program::Program;
 
 /// Arguments of `kiln fuzz`.
@@ -54,9 +58,9 @@ pub struct FuzzArgs {
     #[arg(long, default_value_t = 0)]
     start: u64,
 
-    /// Compiled modes compared with the interpreter.
+    /// Compiled modes compared with the interpreter: jit, jit-partial, jit-profiled, aot.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "jit")]
-    modes: Vec<FuzzMode>,
+    modes: Vec<Mode>,
 
     /// Forks every program runs under (fixture names, any case).
     #[arg(long, value_delimiter = ',', default_value = "cancun,prague,osaka")]
@@ -139,6 +143,9 @@ fn parse_fork(name: &str) -> eyre::Result<Fork> {
 /// per-program cleanup missed cannot accumulate over a long campaign.
 const BATCH: u64 = 64;
 
+/// The modes `kiln fuzz` compares with the interpreter.
+pub const MODES: [Mode; 4] = [Mode::Jit, Mode::JitPartial, Mode::JitProfiled, Mode::Aot];
+
 /// Runs the command; the exit code is non-zero when any divergence was found.
 pub fn run(args: FuzzArgs) -> eyre::Result<ExitCode> {
     if let Some(name) = &args.bomb_child {
@@ -154,6 +161,9 @@ pub fn run(args: FuzzArgs) -> eyre::Result<ExitCode> {
         .collect::<eyre::Result<Vec<_>>>()?;
     if forks.is_empty() || args.modes.is_empty() {
         bail!("need at least one fork and one mode");
+    }
+    for mode in &args.modes {
+        mode.ensure_one_of("fuzz", &MODES)?;
     }
     let count = match (args.count, args.duration) {
         (Some(n), _) => Some(n),
@@ -222,6 +232,8 @@ pub fn run(args: FuzzArgs) -> eyre::Result<ExitCode> {
             .with_max_len(1)
             .for_each(|index| campaign.run_program(index, &runtimes));
         for rt in &runtimes {
+            // No background compilation outlives its batch (nor the command).
+            rt.runtime.shutdown();
             campaign.stats.absorb(&rt.runtime.stats);
         }
         next = batch_end;
@@ -329,7 +341,7 @@ struct Stats {
 }
 
 impl Stats {
-    fn absorb(&self, rt: &kiln_evm::registry::RuntimeStats) {
+    fn absorb(&self, rt: &kiln_runtime::RuntimeStats) {
         self.compilations
             .fetch_add(rt.compilations.load(Relaxed), Relaxed);
         self.compile_failures

@@ -3,34 +3,28 @@
 //! (criterion prints it as `elem/s`: `Gelem/s` is Ggas/s).
 //!
 //! Loading, EVM construction, compilation and the agreement check are `kiln bench`'s own code
-//! (`src/bench`), compiled in here by path, so both measure the same operation: a whole
-//! transaction through the EVM with `transact` (nothing committed) on a prepared state.
+//! (`kiln_testing::bench`), so both measure the same operation: a whole transaction through the
+//! EVM with `transact` (nothing committed) on a prepared state.
 //!
 //! `KILN_BENCH_DIR` points at another workload set, `KILN_BENCH_FILTER` keeps workloads whose
 //! name or file contains a substring; criterion's own filter works too
-//! (`cargo bench -p kiln --bench workloads -- contracts/`). Only workloads that criterion
-//! actually runs are compiled.
-
-// The CLI parts of these modules are unused here.
-#[allow(dead_code, unused_imports)]
-#[path = "../src/statetest/mod.rs"]
-mod statetest;
-
-#[allow(dead_code, unused_imports)]
-#[path = "../src/bench/mod.rs"]
-mod bench;
+//! (`cargo bench -p kiln-testing --bench workloads -- contracts/`). Only workloads that
+//! criterion actually runs are compiled. keccak256 results are not cached across calls unless
+//! built with `--features keccak-cache` (the `kiln` binary's default).
 
 use std::{cell::RefCell, hint::black_box, time::Duration};
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::{criterion_main, Criterion, SamplingMode, Throughput};
 use kiln_compiler::CompileOptions;
-
-use bench::{
-    exec::{Compiler, Contender, Mode},
-    prepare_checked,
-    workload::{bench_dir, load_workloads, Selection, Workload},
+use kiln_testing::{
+    bench::{
+        exec::{Compiler, Contender},
+        prepare_checked,
+        workload::{bench_dir, load_workloads, Selection, Workload},
+    },
+    statetest::Fork,
+    Mode,
 };
-use statetest::runner::Fork;
 
 /// The modes compared; the interpreter comes first as the reference.
 const MODES: [Mode; 3] = [Mode::Interpreter, Mode::Jit, Mode::JitBaseline];
@@ -52,6 +46,8 @@ fn workloads(c: &mut Criterion) {
     for workload in &workloads {
         bench_workload(c, workload, &mut compiler);
     }
+    // No background compilation may outlive the benches.
+    compiler.shutdown();
 }
 
 fn bench_workload(c: &mut Criterion, workload: &Workload, compiler: &mut Compiler) {
@@ -98,5 +94,9 @@ fn checked(workload: &Workload, compiler: &mut Compiler) -> Vec<Contender> {
     contenders
 }
 
-criterion_group!(benches, workloads);
-criterion_main!(benches);
+// `criterion_group!` defines an undocumented public function.
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(benches, super::workloads);
+}
+criterion_main!(group::benches);

@@ -4,16 +4,16 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::{atomic::Ordering, Arc},
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc, Weak},
     time::{Duration, Instant},
 };
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use eyre::{bail, WrapErr};
-use kiln_compiler::{aot::ArtifactDir, compile_to_bytes, CompileOptions, Coverage, Emit, OptLevel};
-use kiln_evm::{
-    registry::Tier, CompilePolicy, CompiledCode, CoverageInspector, Entry, KilnEvm, Runtime,
-};
+use kiln_compiler::{compile_to_bytes, CompileOptions, Coverage, Emit};
+use kiln_evm::{CoverageInspector, KilnEvm};
+use kiln_runtime::{CompilePolicy, CompiledCode, Entry, Runtime, RuntimeConfig, Tier};
 use revm::{
     context::{BlockEnv, CfgEnv, TxEnv},
     context_interface::{
@@ -29,61 +29,7 @@ use revm::{
 };
 
 use super::workload::Workload;
-
-/// How a transaction is executed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Mode {
-    /// Stock revm (`build_mainnet`), to measure what kiln's dispatch costs.
-    Revm,
-    /// kiln's EVM with nothing compiled: the reference every other mode must agree with.
-    Interpreter,
-    /// kiln's EVM running in-process JIT-compiled contracts.
-    Jit,
-    /// kiln's EVM running JIT code compiled from a profile: only the blocks the workload's own
-    /// transactions entered on the interpreter (setup and timed); other blocks hand the frame to
-    /// the interpreter. A node's profile comes from earlier blocks, so this is the best case.
-    JitProfiled,
-    /// kiln's EVM running JIT code of the baseline tier (`--opt-level baseline`): compiled
-    /// several times faster than the default level, for code that runs slower.
-    JitBaseline,
-    /// kiln's EVM running contracts compiled ahead of time into shared libraries.
-    Aot,
-    /// kiln's default runtime (`Runtime::tiered()`, what `KilnEvmFactory::default()` builds):
-    /// each code compiled at the baseline tier when it first runs (`compile_ms` is that wait,
-    /// the time to native code), then at the default level in the background once it keeps
-    /// running (`optimise_ms`). Timed after every promotion has landed, on the same EVM, and
-    /// checked against the interpreter on both tiers.
-    Tiered,
-}
-
-impl Mode {
-    /// Lower-case name, as accepted by `--modes` and printed in reports.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Revm => "revm",
-            Self::Interpreter => "interpreter",
-            Self::Jit => "jit",
-            Self::JitProfiled => "jit-profiled",
-            Self::JitBaseline => "jit-baseline",
-            Self::Aot => "aot",
-            Self::Tiered => "tiered",
-        }
-    }
-
-    /// Whether the mode runs compiled code (and so has compile figures).
-    pub const fn compiles(self) -> bool {
-        matches!(
-            self,
-            Self::Jit | Self::JitProfiled | Self::JitBaseline | Self::Aot | Self::Tiered
-        )
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::Mode;
 
 /// The database every workload runs on: revm's `State`, as a node's block executor uses.
 pub type BenchDb = State<EmptyDB>;
@@ -524,8 +470,11 @@ struct Compiled {
 /// spec) for the whole run.
 pub struct Compiler {
     options: CompileOptions,
-    /// Created on first use: only AOT runs need a directory.
-    aot: Option<(tempfile::TempDir, ArtifactDir)>,
+    /// The AOT artifact directory of the whole run, shared by its AOT runtimes. Created on first
+    /// use: only AOT runs need one.
+    aot: Option<tempfile::TempDir>,
+    /// Every runtime built, to shut down those still alive at the end ([`Self::shutdown`]).
+    runtimes: Vec<Weak<Runtime>>,
     /// By mode, code, spec and profile (a code shared by workloads is profiled per workload).
     compiled: HashMap<(Mode, B256, SpecId, Option<Coverage>), Compiled>,
     objects: HashMap<(B256, SpecId, Option<Coverage>), Result<u64, String>>,
@@ -537,6 +486,7 @@ impl Compiler {
         Self {
             options,
             aot: None,
+            runtimes: Vec::new(),
             compiled: HashMap::new(),
             objects: HashMap::new(),
         }
@@ -549,45 +499,50 @@ impl Compiler {
     /// code) runs on the interpreter. `tiered` is the default runtime, which compiles on the
     /// execution path.
     pub fn runtime(&mut self, mode: Mode) -> eyre::Result<Option<Arc<Runtime>>> {
-        let backend = match mode {
-            Mode::Revm => return Ok(None),
-            Mode::Interpreter => return Ok(Some(Runtime::interpreter())),
-            Mode::Tiered => {
-                return Ok(Some(Arc::new(Runtime::new(
-                    kiln_evm::Backend::Jit,
-                    CompilePolicy::Tiered {
-                        promote_after: kiln_evm::DEFAULT_PROMOTE_AFTER,
-                    },
-                    self.options,
-                ))))
-            }
-            Mode::Jit | Mode::JitProfiled | Mode::JitBaseline => kiln_evm::Backend::Jit,
-            Mode::Aot => kiln_evm::Backend::Aot(self.aot_dir()?.clone()),
+        let artifact_dir = match mode {
+            Mode::Aot => Some(self.aot_dir()?),
+            _ => None,
         };
-        let options = CompileOptions {
-            opt_level: match mode {
-                Mode::JitBaseline => OptLevel::Baseline,
-                _ => self.options.opt_level,
+        let Some(config) = mode.runtime_config(self.options, artifact_dir) else {
+            return Ok(None);
+        };
+        let config = match mode {
+            Mode::Tiered => config,
+            _ => RuntimeConfig {
+                policy: CompilePolicy::LookupOnly,
+                ..config
             },
-            ..self.options
         };
-        Ok(Some(Arc::new(Runtime::new(
-            backend,
-            CompilePolicy::LookupOnly,
-            options,
-        ))))
+        let runtime = config
+            .build()
+            .wrap_err_with(|| format!("cannot build the {mode} runtime"))?;
+        self.runtimes.retain(|rt| rt.strong_count() > 0);
+        self.runtimes.push(Arc::downgrade(&runtime));
+        Ok(Some(runtime))
     }
 
-    fn aot_dir(&mut self) -> eyre::Result<&ArtifactDir> {
+    fn aot_dir(&mut self) -> eyre::Result<PathBuf> {
         if self.aot.is_none() {
             let temp = tempfile::Builder::new()
                 .prefix("kiln-bench-aot-")
-                .tempdir()?;
-            let dir = ArtifactDir::open(temp.path().join("artifacts"))
-                .wrap_err("cannot open the AOT artifact directory")?;
-            self.aot = Some((temp, dir));
+                .tempdir()
+                .wrap_err("cannot create the AOT artifact directory")?;
+            self.aot = Some(temp);
         }
-        Ok(&self.aot.as_ref().expect("just set").1)
+        Ok(self
+            .aot
+            .as_ref()
+            .expect("just set")
+            .path()
+            .join("artifacts"))
+    }
+
+    /// Shuts down every runtime this compiler built that is still alive: no background
+    /// compilation outlives the run ([`Runtime::shutdown`]).
+    pub fn shutdown(&mut self) {
+        for runtime in self.runtimes.drain(..).filter_map(|rt| rt.upgrade()) {
+            runtime.shutdown();
+        }
     }
 
     /// Compiles `codes` for `spec` with `runtime`'s backend (or reuses an earlier compilation)
@@ -622,7 +577,7 @@ impl Compiler {
                     // from run to run on a shared 2-core machine. AOT compiles once: a second
                     // call would load the artifact the first one stored.
                     let samples = match runtime.backend() {
-                        kiln_evm::Backend::Aot(_) => 1,
+                        kiln_runtime::Backend::Aot(_) => 1,
                         _ => COMPILE_SAMPLES,
                     };
                     let mut micros = Vec::with_capacity(samples);
@@ -807,7 +762,7 @@ const PROMOTION_DEADLINE: Duration = Duration::from_secs(600);
 /// promoted is taken to stay (it ran only in setup, so the timed transaction never looks it up
 /// again): twice what promotion takes for code the transaction runs, plus a margin.
 const PROMOTION_QUIET_TXS: u64 =
-    2 * kiln_evm::DEFAULT_PROMOTE_AFTER * kiln_evm::dispatch::TIERED_RELOOKUP_TRANSACTIONS + 8;
+    2 * kiln_runtime::DEFAULT_PROMOTE_AFTER * kiln_evm::dispatch::TIERED_RELOOKUP_TRANSACTIONS + 8;
 
 /// `tiered`: after the check run (which compiled the baseline tier), runs the timed transaction
 /// on the same EVM until every code it keeps running has been promoted, observes the optimised

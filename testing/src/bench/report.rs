@@ -5,9 +5,10 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde_json::json;
 
 use super::{
-    exec::{CompileReport, FrameCounts, Mode},
+    exec::{CompileReport, FrameCounts},
     measure::Stats,
 };
+use crate::Mode;
 
 /// The machine the figures were taken on.
 #[derive(Clone, Debug)]

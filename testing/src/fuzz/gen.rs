@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use revm::bytecode::opcode::{self as op, OpCode};
 
 use super::program::{assemble, Chunk, Contract, Insn, Program, HELPERS};
-use kiln_evm::difftest::{CALLER, TARGET};
+use crate::difftest::{CALLER, TARGET};
 
 /// Stack items above the floor a chunk may leave behind before it pops them.
 const MAX_FREE: usize = 12;

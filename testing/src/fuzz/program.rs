@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::difftest::{Case, PreAccount, CALLER, TARGET};
 use alloy_primitives::{keccak256, Address, B256, U256};
-use kiln_evm::difftest::{Case, PreAccount, CALLER, TARGET};
 use revm::{bytecode::opcode, primitives::hardfork::SpecId};
 
 /// Helper contracts the entry contract calls, at fixed addresses so generated code can name them.

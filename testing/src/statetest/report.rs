@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, io::Write};
 use alloy_primitives::{Bytes, B256};
 use serde::Serialize;
 
-use super::backend::Mode;
+use crate::Mode;
 
 /// Verdict of one case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,81 +9,37 @@ use std::{
 
 use alloy_primitives::B256;
 use eyre::WrapErr;
-use kiln_compiler::{aot::ArtifactDir, CompileOptions, Coverage};
-use kiln_evm::{
-    difftest::{run_kiln, run_revm, Case, Outcome},
-    CompilePolicy, Entry, Runtime,
-};
+use kiln_compiler::{CompileOptions, Coverage};
+use kiln_runtime::{Entry, Runtime};
 use revm::{context_interface::result::ExecutionResult, primitives::hardfork::SpecId};
 
 use super::program::Program;
-use crate::statetest::runner::Fork;
-
-/// A compiled execution mode under test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FuzzMode {
-    /// In-process JIT.
-    Jit,
-    /// In-process JIT of a pseudo-random half of each pre-state contract's blocks (see
-    /// [`partial_coverage`]): the other blocks hand the frame to the interpreter, as the blocks
-    /// a profile missed do in profile-guided compilation.
-    JitPartial,
-    /// In-process JIT compiled from the runtime's own profile
-    /// ([`CompilePolicy::AfterProfile`]): each case runs twice, first interpreted while its
-    /// frames are recorded, then on code compiled from that; both runs must agree.
-    JitProfiled,
-    /// Ahead-of-time compiled shared libraries.
-    Aot,
-}
-
-impl FuzzMode {
-    /// Lower-case name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Jit => "jit",
-            Self::JitPartial => "jit-partial",
-            Self::JitProfiled => "jit-profiled",
-            Self::Aot => "aot",
-        }
-    }
-}
+use crate::{
+    difftest::{run_kiln, run_revm, Case, Outcome},
+    statetest::Fork,
+    Mode,
+};
 
 /// A compiled mode with its runtime. Runtimes are shared by every program of a batch and then
-/// dropped, which frees whatever compiled code the per-program cleanup missed.
+/// shut down and dropped, which frees whatever compiled code the per-program cleanup missed
+/// (and, for AOT, the temporary artifact directory).
 pub struct ModeRuntime {
     /// The mode.
-    pub mode: FuzzMode,
-    /// Its runtime (compile on first sight).
+    pub mode: Mode,
+    /// Its runtime ([`Mode::runtime_config`]).
     pub runtime: Arc<Runtime>,
-    /// The AOT artifact directory, removed with the runtime.
-    _aot_dir: Option<tempfile::TempDir>,
 }
 
 impl ModeRuntime {
     /// A fresh runtime for `mode` compiling with `options`.
-    pub fn new(mode: FuzzMode, options: CompileOptions) -> eyre::Result<Self> {
-        let (backend, dir) = match mode {
-            FuzzMode::Jit | FuzzMode::JitPartial | FuzzMode::JitProfiled => {
-                (kiln_evm::Backend::Jit, None)
-            }
-            FuzzMode::Aot => {
-                let dir = tempfile::Builder::new()
-                    .prefix("kiln-fuzz-aot-")
-                    .tempdir()?;
-                let artifacts = ArtifactDir::open(dir.path().join("artifacts"))
-                    .wrap_err("AOT artifact directory")?;
-                (kiln_evm::Backend::Aot(artifacts), Some(dir))
-            }
-        };
-        let policy = match mode {
-            FuzzMode::JitProfiled => CompilePolicy::AfterProfile { runs: 1 },
-            _ => CompilePolicy::OnFirstSight,
-        };
-        Ok(Self {
-            mode,
-            runtime: Arc::new(Runtime::new(backend, policy, options)),
-            _aot_dir: dir,
-        })
+    pub fn new(mode: Mode, options: CompileOptions) -> eyre::Result<Self> {
+        let config = mode
+            .runtime_config(options, None)
+            .ok_or_else(|| eyre::eyre!("{mode} runs no kiln runtime"))?;
+        let runtime = config
+            .build()
+            .wrap_err_with(|| format!("cannot build the {mode} runtime"))?;
+        Ok(Self { mode, runtime })
     }
 }
 
@@ -106,7 +62,7 @@ pub fn partial_coverage(code: &[u8]) -> Coverage {
 /// Runs `case` on kiln; a panic becomes an outcome that differs from any real one.
 pub fn run_compiled(case: &Case, rt: &ModeRuntime) -> Outcome {
     catch_unwind(AssertUnwindSafe(|| {
-        if rt.mode == FuzzMode::JitPartial {
+        if rt.mode == Mode::JitPartial {
             for (_, account) in &case.pre {
                 let hash = revm::primitives::keccak256(&account.code);
                 if account.code.is_empty() || rt.runtime.get(hash, case.spec).is_some() {
@@ -125,7 +81,7 @@ pub fn run_compiled(case: &Case, rt: &ModeRuntime) -> Outcome {
             }
         }
         let outcome = run_kiln(case, &rt.runtime);
-        if rt.mode != FuzzMode::JitProfiled {
+        if rt.mode != Mode::JitProfiled {
             return outcome;
         }
         let compiled = run_kiln(case, &rt.runtime);
@@ -188,7 +144,7 @@ pub struct Mismatch {
 
 impl Mismatch {
     /// What differs, one item per aspect, interpreter value first.
-    pub fn describe(&self, mode: FuzzMode) -> String {
+    pub fn describe(&self, mode: Mode) -> String {
         describe(&self.reference, &self.got, mode.as_str()).join("; ")
     }
 }

@@ -13,7 +13,7 @@ use super::{
     exec::{diverges, ModeRuntime},
     program::{disassemble, shorten, Chunk, Insn, Program},
 };
-use crate::statetest::runner::Fork;
+use crate::statetest::Fork;
 
 /// Bounds on the work one minimization may do: a pathological case must not stall a campaign.
 const MAX_TESTS: usize = 4_000;

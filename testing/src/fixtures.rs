@@ -1,7 +1,5 @@
-//! Where the Ethereum consensus-test fixtures live.
-//!
-//! Kept free of crate dependencies so integration tests can include it with `#[path]` and agree
-//! with the binary on a single definition.
+//! Where the Ethereum consensus-test fixtures live: one definition for the tools and the tests
+//! that run them.
 
 use std::path::PathBuf;
 
@@ -19,7 +17,7 @@ pub fn fixtures_dir() -> PathBuf {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => {
             let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/fixtures/ethereum-tests");
+                .join("../../shared/fixtures/ethereum-tests");
             // Canonical form only for readable messages; a missing folder keeps the raw path.
             dir.canonicalize().unwrap_or(dir)
         }

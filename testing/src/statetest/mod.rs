@@ -8,6 +8,8 @@ mod roots;
 pub(crate) mod runner;
 mod skips;
 
+pub use runner::Fork;
+
 use std::{
     io::Write,
     path::{Path, PathBuf},
@@ -19,9 +21,10 @@ use eyre::{bail, WrapErr};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
-use backend::{Backend, Mode};
+use crate::Mode;
+use backend::Backend;
 use report::{CaseReport, Outcome, Summary};
-use runner::{Fork, RunOptions};
+use runner::RunOptions;
 
 /// Arguments of `kiln statetest`.
 #[derive(Debug, clap::Args)]
@@ -30,7 +33,8 @@ pub struct StatetestArgs {
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
 
-    /// How transactions are executed.
+    /// How transactions are executed: interpreter (stock revm), jit, tiered (as `jit --tiered`)
+    /// or aot.
     #[arg(long, value_enum, default_value_t = Mode::Interpreter)]
     mode: Mode,
 
@@ -58,9 +62,11 @@ pub struct StatetestArgs {
     #[arg(long, value_name = "N", default_value = "2")]
     opt_level: kiln_compiler::OptLevel,
 
-    /// JIT through the tiered runtime (`CompilePolicy::Tiered`, as `KilnEvmFactory::default()`):
-    /// each code at the baseline tier first, promoted to `--opt-level` on a background thread
-    /// once 8 cases have looked it up, so later cases run either tier.
+    /// JIT through the tiered runtime (`--mode tiered`; `CompilePolicy::Tiered`, as
+    /// `KilnEvmFactory::default()`): each code at the baseline tier first, promoted to
+    /// `--opt-level` on a background thread once 8 cases have looked it up, so later cases run
+    /// either tier. Only changes `--mode jit` (AOT compiles each code once; reports still say
+    /// `jit`).
     #[arg(long)]
     tiered: bool,
 
@@ -73,6 +79,9 @@ pub struct StatetestArgs {
     #[arg(long)]
     include_slow: bool,
 }
+
+/// The modes `kiln statetest` runs.
+const MODES: [Mode; 4] = [Mode::Interpreter, Mode::Jit, Mode::Tiered, Mode::Aot];
 
 /// Runs the command; the exit code is non-zero when any case failed.
 pub fn run(args: StatetestArgs) -> eyre::Result<ExitCode> {
@@ -89,28 +98,48 @@ pub fn run(args: StatetestArgs) -> eyre::Result<ExitCode> {
         aot_dir,
     } = args;
     // Argument errors first, before any file system work.
+    mode.ensure_one_of("statetest", &MODES)?;
     let default_fork = Fork::parse(&default_fork).wrap_err("invalid --default-fork")?;
     let files = collect_files(&paths)?;
     if files.is_empty() {
         bail!("no *.json files found in {}", display_paths(&paths));
     }
-    let mut aot_temp = None;
+    // The reference runs on stock revm, as `revme statetest` does; `--tiered` makes JIT tiered.
+    let runtime = match mode {
+        Mode::Interpreter => None,
+        Mode::Jit if tiered => Mode::Tiered.runtime_config(options(opt_level), None),
+        _ => mode.runtime_config(options(opt_level), aot_dir.clone()),
+    };
+    let backend = Backend::new(runtime.as_ref()).wrap_err_with(|| match &aot_dir {
+        Some(dir) if mode == Mode::Aot => format!("AOT directory {}", dir.display()),
+        _ => format!("cannot set up mode {mode}"),
+    })?;
     let opts = RunOptions {
-        backend: Backend::new(
-            mode,
-            kiln_compiler::CompileOptions {
-                opt_level,
-                ..Default::default()
-            },
-            aot_dir.as_deref(),
-            tiered,
-            &mut aot_temp,
-        )?,
+        backend,
         mode,
         filter,
         default_fork,
         include_slow,
     };
+    let result = run_files(&files, &opts, json);
+    // No background compilation may outlive the command.
+    if let Some(rt) = opts.backend.runtime() {
+        rt.shutdown();
+    }
+    result
+}
+
+/// The compile options of the compiled modes.
+fn options(opt_level: kiln_compiler::OptLevel) -> kiln_compiler::CompileOptions {
+    kiln_compiler::CompileOptions {
+        opt_level,
+        ..Default::default()
+    }
+}
+
+/// Runs every case of `files` and prints the reports and the summary line.
+fn run_files(files: &[PathBuf], opts: &RunOptions, json: bool) -> eyre::Result<ExitCode> {
+    let mode = opts.mode;
     panics::install_hook();
 
     let progress = progress_bar(files.len());
@@ -120,7 +149,7 @@ pub fn run(args: StatetestArgs) -> eyre::Result<ExitCode> {
         // One file per task: a few files run for seconds, so coarse chunks would leave a core idle.
         .with_max_len(1)
         .map(|file| {
-            let reports = runner::run_file(file, &opts);
+            let reports = runner::run_file(file, opts);
             progress.inc(1);
             reports
         })

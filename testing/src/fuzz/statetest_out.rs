@@ -11,14 +11,17 @@ use std::path::Path;
 
 use alloy_primitives::{Address, Bytes, B256, U256};
 use eyre::{bail, WrapErr};
-use kiln_evm::difftest::{Outcome, CALLER};
 use serde_json::{json, Map, Value};
 
 use super::{exec::ModeRuntime, program::Program};
-use crate::statetest::{
-    backend::{Backend, Mode},
-    report::{CaseReport, Outcome as Verdict},
-    runner::{run_file, Fork, RunOptions},
+use crate::{
+    difftest::{Outcome, CALLER},
+    statetest::{
+        backend::Backend,
+        report::{CaseReport, Outcome as Verdict},
+        runner::{run_file, Fork, RunOptions},
+    },
+    Mode,
 };
 
 /// The key the fixtures in ethereum/tests use for the sender; `sender` overrides the address it
@@ -167,23 +170,18 @@ pub fn write(
 /// Whether the state test at `path` passes in `rt`'s compiled mode (with its compile options,
 /// i.e. with the injected fault if any), and the failure message if not.
 pub fn passes_compiled(path: &Path, rt: &ModeRuntime) -> eyre::Result<(bool, Option<String>)> {
-    let mode = match rt.mode {
-        // The state test runs on whatever the registry holds for its codes (the partial
-        // compilations, until the program is forgotten) and compiles the rest whole.
-        super::exec::FuzzMode::Jit
-        | super::exec::FuzzMode::JitPartial
-        | super::exec::FuzzMode::JitProfiled => Mode::Jit,
-        super::exec::FuzzMode::Aot => Mode::Aot,
-    };
-    let report = run(path, Backend::Compiled(rt.runtime.clone()), mode)?;
+    // The state test runs on whatever the registry holds for its codes (the partial
+    // compilations, until the program is forgotten) and compiles the rest as the mode's policy
+    // says.
+    let report = run(path, Backend::Compiled(rt.runtime.clone()), rt.mode)?;
     Ok((report.outcome == Verdict::Passed, report.error))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::difftest::{run_revm, TARGET};
     use crate::fuzz::program::{Chunk, Contract, Insn};
-    use kiln_evm::difftest::{run_revm, TARGET};
     use revm::bytecode::opcode as op;
 
     fn program(insns: Vec<Insn>, gas_limit: u64) -> Program {

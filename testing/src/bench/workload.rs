@@ -32,7 +32,7 @@ pub fn bench_dir() -> PathBuf {
     match std::env::var_os(BENCH_DIR_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => {
-            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/bench");
+            let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench");
             dir.canonicalize().unwrap_or(dir)
         }
     }

@@ -10,8 +10,8 @@
 //! 4. warm up, then time repetitions of the same non-committing `transact` (the state never
 //!    changes, so every repetition does the same work), the modes taking turns in rounds.
 //!
-//! This module is also compiled into the criterion benches (`benches/workloads.rs`), which
-//! reuse [`workload`] and [`exec`] through [`prepare_checked`].
+//! The criterion benches (`benches/workloads.rs`) reuse [`workload`] and [`exec`] through
+//! [`prepare_checked`].
 
 pub mod exec;
 pub mod measure;
@@ -29,8 +29,8 @@ use eyre::{bail, WrapErr};
 use indicatif::{ProgressBar, ProgressStyle};
 use kiln_compiler::{CompileOptions, OptLevel};
 
-use crate::statetest::runner::Fork;
-use exec::{check_agreement, Compiler, Contender, Disagreement, Mode, Observed};
+use crate::{statetest::Fork, Mode};
+use exec::{check_agreement, Compiler, Contender, Disagreement, Observed};
 use measure::{measure, Budget};
 use report::{Machine, Row, Summary, Table, KECCAK_CACHE};
 use workload::{bench_dir, load_workloads, Selection, Workload};
@@ -44,9 +44,9 @@ pub struct BenchArgs {
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
 
-    /// Modes to time, comma-separated. The interpreter (kiln's EVM with nothing compiled) is
-    /// always run: it is the reference for the agreement check and the speedups. `revm` is
-    /// stock revm, for the cost of kiln's dispatch.
+    /// Modes to time, comma-separated (all but `jit-partial`). The interpreter (kiln's EVM with
+    /// nothing compiled) is always run: it is the reference for the agreement check and the
+    /// speedups. `revm` is stock revm, for the cost of kiln's dispatch.
     #[arg(
         long,
         value_enum,
@@ -94,6 +94,17 @@ pub struct BenchArgs {
     inject_fault: Option<kiln_compiler::Fault>,
 }
 
+/// The modes `kiln bench` runs.
+pub const MODES: [Mode; 7] = [
+    Mode::Revm,
+    Mode::Interpreter,
+    Mode::Jit,
+    Mode::JitProfiled,
+    Mode::JitBaseline,
+    Mode::Aot,
+    Mode::Tiered,
+];
+
 /// Runs the command. The exit code is non-zero when a mode disagreed with the interpreter or a
 /// workload could not run.
 pub fn run(args: BenchArgs) -> eyre::Result<ExitCode> {
@@ -112,6 +123,9 @@ pub fn run(args: BenchArgs) -> eyre::Result<ExitCode> {
     } = args;
     if !(min_time.is_finite() && min_time >= 0.0) {
         bail!("--min-time must be a non-negative number of seconds, got {min_time}");
+    }
+    for mode in &modes {
+        mode.ensure_one_of("bench", &MODES)?;
     }
     let default_fork = Fork::parse(&default_fork).wrap_err("invalid --default-fork")?;
     let modes = with_reference(modes);
@@ -192,38 +206,44 @@ pub fn run(args: BenchArgs) -> eyre::Result<ExitCode> {
     let mut summary = Summary::new();
     let mut disagreements: Vec<Disagreement> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
-    for workload in &workloads {
-        progress.set_message(workload.name.clone());
-        match bench_workload(workload, &modes, &mut compiler, budget) {
-            Ok((rows, disagreed)) => {
-                for row in &rows {
-                    summary.add(row);
-                }
-                progress.suspend(|| -> eyre::Result<()> {
-                    for d in &disagreed {
-                        eprintln!("DISAGREEMENT: {d}");
+    let benched = (|| -> eyre::Result<()> {
+        for workload in &workloads {
+            progress.set_message(workload.name.clone());
+            match bench_workload(workload, &modes, &mut compiler, budget) {
+                Ok((rows, disagreed)) => {
+                    for row in &rows {
+                        summary.add(row);
                     }
-                    if json {
-                        for row in &rows {
-                            writeln!(out, "{}", row.to_json())?;
+                    progress.suspend(|| -> eyre::Result<()> {
+                        for d in &disagreed {
+                            eprintln!("DISAGREEMENT: {d}");
                         }
-                        out.flush()?;
-                    } else {
-                        write!(human, "{}", table.block(&rows))?;
-                        human.flush()?;
-                    }
-                    Ok(())
-                })?;
-                disagreements.extend(disagreed);
+                        if json {
+                            for row in &rows {
+                                writeln!(out, "{}", row.to_json())?;
+                            }
+                            out.flush()?;
+                        } else {
+                            write!(human, "{}", table.block(&rows))?;
+                            human.flush()?;
+                        }
+                        Ok(())
+                    })?;
+                    disagreements.extend(disagreed);
+                }
+                Err(err) => {
+                    let message = format!("{}: {err:#}", workload.name);
+                    progress.suspend(|| eprintln!("error: {message}"));
+                    errors.push(message);
+                }
             }
-            Err(err) => {
-                let message = format!("{}: {err:#}", workload.name);
-                progress.suspend(|| eprintln!("error: {message}"));
-                errors.push(message);
-            }
+            progress.inc(1);
         }
-        progress.inc(1);
-    }
+        Ok(())
+    })();
+    // No background compilation may outlive the run, whichever way it ends.
+    compiler.shutdown();
+    benched?;
     progress.finish_and_clear();
 
     writeln!(human)?;

@@ -11,13 +11,14 @@ use revm::{
 use revm_statetest_types::{SpecName, Test, TestUnit, TxPartIndices};
 
 use super::{
-    backend::{is_validation_error, transact, Backend, Mode, TxError},
+    backend::{is_validation_error, transact, Backend, TxError},
     load::{load_file, LoadedUnit, SequenceTx, Unit},
     panics,
     report::{CaseReport, Outcome},
     roots,
     skips::{known_skip, Skip},
 };
+use crate::Mode;
 
 /// A fork to run under: its label in reports and its revm spec.
 #[derive(Clone, Debug)]
