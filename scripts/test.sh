@@ -8,6 +8,10 @@ cd "$KILN_ROOT"
 target="${CARGO_TARGET_DIR:-$KILN_ROOT/target}"
 start=$(date +%s)
 
+# Habits first: formatting, lints and docs fail the run before any test does.
+cargo fmt --all --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --release --workspace --no-deps
 cargo test --release --workspace
 
 gst="$KILN_TESTS_DIR/GeneralStateTests"

@@ -77,6 +77,11 @@ impl JitFunction {
 
 impl Drop for JitFunction {
     fn drop(&mut self) {
+        // Once the process is exiting, ORC may already be torn down; the memory goes with the
+        // process.
+        let Ok(_active) = crate::exit_guard::enter() else {
+            return;
+        };
         // SAFETY: the tracker came from `LLVMOrcJITDylibCreateResourceTracker` and is removed and
         // released exactly once; no caller can still be running the code (the owner outlives
         // every call, see the type's docs).
@@ -176,6 +181,8 @@ pub(crate) fn compile(
     opts: &CompileOptions,
     coverage: Option<&Coverage>,
 ) -> Result<JitFunction, CompileError> {
+    // Held until the code is linked: LLVM work from set-up to ORC's lookup.
+    let _active = crate::exit_guard::enter()?;
     let jit = jit()?;
     // Every function shares the main dylib, so each entry symbol needs its own name.
     static NEXT: AtomicU64 = AtomicU64::new(0);

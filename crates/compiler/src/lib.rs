@@ -13,6 +13,7 @@
 pub mod analysis;
 pub mod aot;
 mod coverage;
+mod exit_guard;
 mod jit;
 mod lower;
 
@@ -68,9 +69,35 @@ pub enum CompileError {
     /// LLVM reported an error.
     #[error("LLVM: {0}")]
     Llvm(String),
-    /// Linking or loading the shared library failed.
-    #[error("AOT: {0}")]
-    Aot(String),
+    /// A file or process operation of AOT linking failed.
+    #[error("AOT: cannot {what}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The linker rejected the object file.
+    #[error("AOT: {linker} -shared failed: {stderr}")]
+    Link {
+        /// The linker that ran.
+        linker: String,
+        /// What it printed.
+        stderr: String,
+    },
+    /// A shared library could not be loaded, or lacks the entry symbol.
+    #[error("AOT: cannot load {}", path.display())]
+    Load {
+        /// The library.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: libloading::Error,
+    },
+    /// A compilation mode that cannot be used as asked.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
     /// The code's control flow is larger than the compile budget allows.
     #[error("{blocks} basic blocks exceed the compile budget of {limit}")]
     TooComplex {
@@ -112,6 +139,9 @@ pub enum CompileError {
     /// An invariant of the compiler itself was broken.
     #[error("internal compiler error: {0}")]
     Internal(String),
+    /// The process is exiting: LLVM's global state is being destroyed, so nothing compiles.
+    #[error("the process is exiting; compilation refused")]
+    Exiting,
 }
 
 /// LLVM optimisation level.
@@ -682,6 +712,7 @@ pub fn compile_to_bytes(
     coverage: Option<&Coverage>,
     emit: Emit,
 ) -> Result<Vec<u8>, CompileError> {
+    let _active = exit_guard::enter()?;
     let cx = Context::create();
     let built = build_module(
         &cx,

@@ -1,10 +1,10 @@
 //! Running one frame: compiled code when the registry has it, revm's interpreter otherwise.
 
-use crate::registry::{CompiledCode, Lookup, Profile, Runtime, RuntimeStats};
 use kiln_builtins::{
     with_slot_cache, CompiledFn, KilnCtx, STATUS_COLD_CODE, STATUS_CONTINUE_IN_INTERPRETER,
 };
 use kiln_compiler::Coverage;
+use kiln_runtime::{CompiledCode, Lookup, Profile, Runtime, RuntimeStats};
 use revm::primitives::B256;
 use revm::{
     interpreter::{
@@ -77,7 +77,7 @@ enum Handover {
 /// Frames a [`FrameCache`] counts before adding its counters to the runtime's.
 pub const STATS_BATCH: u64 = 64;
 
-/// Under [`crate::CompilePolicy::Tiered`], a [`FrameCache`] that holds baseline code waiting
+/// Under [`kiln_runtime::CompilePolicy::Tiered`], a [`FrameCache`] that holds baseline code waiting
 /// for promotion looks its codes up again after this many transactions: each such lookup counts
 /// towards the promotion, so code that an EVM keeps running is promoted after about
 /// `promote_after` times this many transactions, whether the EVM lives for one block or for

@@ -1,9 +1,7 @@
 //! [`KilnEvm`]: revm's EVM with kiln's frame dispatch.
 
-use crate::{
-    dispatch::{run_frame, FrameCache},
-    registry::Runtime,
-};
+use crate::dispatch::{run_frame, FrameCache};
+use kiln_runtime::Runtime;
 use revm::{
     context::{Cfg, ContextSetters, ContextTr, Evm, FrameStack, JournalTr},
     context_interface::{
@@ -27,7 +25,7 @@ pub type RevmEvm<CTX, INSP, P> =
     Evm<CTX, INSP, EthInstructions<EthInterpreter, CTX>, P, EthFrame<EthInterpreter>>;
 
 /// revm's mainnet EVM with one change: each frame runs compiled code when the [`Runtime`] has it
-/// for the frame's code hash and spec (DESIGN.md §2). Frame creation, precompiles, journaling,
+/// for the frame's code hash and spec. Frame creation, precompiles, journaling,
 /// refunds and every transaction-level rule stay revm's.
 ///
 /// Inspection (tracing) goes through revm's inspector path on [`KilnEvm::inner`], which always
@@ -71,7 +69,7 @@ impl<CTX, INSP, P> KilnEvm<CTX, INSP, P> {
     }
 
     /// Adds this EVM's frame counters to [`Runtime::stats`] now. They are otherwise added in
-    /// batches and when the EVM is dropped (see [`crate::registry::RuntimeStats`]).
+    /// batches and when the EVM is dropped (see [`kiln_runtime::RuntimeStats`]).
     pub fn flush_stats(&mut self) {
         self.cache.flush_stats();
     }

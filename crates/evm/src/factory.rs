@@ -1,9 +1,10 @@
 //! [`KilnEvmFactory`]: the [`alloy_evm::EvmFactory`] that reth's
 //! `EthEvmConfig::new_with_evm_factory` takes.
 
-use crate::{evm::KilnEvm, registry::Runtime};
+use crate::evm::KilnEvm;
 use alloy_evm::{precompiles::PrecompilesMap, Database, EvmEnv, EvmFactory};
 use alloy_primitives::{Address, Bytes};
+use kiln_runtime::Runtime;
 use revm::{
     context::{BlockEnv, CfgEnv, Context, TxEnv},
     context_interface::result::{EVMError, HaltReason, ResultAndState},

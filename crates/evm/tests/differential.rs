@@ -1,10 +1,8 @@
 //! Interpreter vs compiled code on hand-written edge programs: gas used, refund, halt reason,
 //! output, logs and state must be identical.
 
-use kiln_evm::{
-    difftest::{compare, Case, PreAccount, CALLER, TARGET},
-    Entry, Runtime,
-};
+use kiln_runtime::{Entry, Runtime};
+use kiln_testing::difftest::{compare, Case, PreAccount, CALLER, TARGET};
 use revm::{
     bytecode::opcode as op,
     context_interface::result::{ExecutionResult, HaltReason},
@@ -936,7 +934,7 @@ fn memory_growth_ahead_for_a_run_of_accesses_off_one_base() {
 #[test]
 fn cold_blocks_hand_off_to_the_interpreter() {
     use kiln_compiler::{analysis::analyze, CompileOptions, Coverage};
-    use kiln_evm::{Backend, CompilePolicy};
+    use kiln_runtime::{Backend, CompilePolicy};
     // n = 4, acc = 0; while n != 0 { acc += n; mstore(0x40, acc); n -= 1 } (back through a
     // dynamic jump); CALL OTHER (a resume point); return acc
     #[rustfmt::skip]

@@ -1,10 +1,8 @@
 //! Every opcode byte under every spec from Frontier to Osaka, and every inline arithmetic opcode
 //! over a matrix of edge values, compiled vs interpreted.
 
-use kiln_evm::{
-    difftest::{compare, Case},
-    Runtime,
-};
+use kiln_runtime::Runtime;
+use kiln_testing::difftest::{compare, Case};
 use revm::{
     bytecode::opcode as op,
     primitives::{hardfork::SpecId, U256},

@@ -1,4 +1,8 @@
-use kiln_evm::{difftest::*, Runtime};
+//! End-to-end checks of dispatch: kiln's EVM and factory against stock revm, the profile-guided
+//! and tiered policies through real EVMs, and the frame counters.
+
+use kiln_runtime::Runtime;
+use kiln_testing::difftest::*;
 use revm::primitives::hardfork::SpecId;
 
 #[test]
@@ -100,7 +104,8 @@ fn evm_factory_matches_eth_evm_factory() {
 #[test]
 fn profile_then_compile_what_ran() {
     use alloy_evm::{EthEvmFactory, Evm, EvmEnv, EvmFactory};
-    use kiln_evm::{Backend, CompilePolicy, CoverageInspector, Entry, KilnEvmFactory};
+    use kiln_evm::{CoverageInspector, KilnEvmFactory};
+    use kiln_runtime::{Backend, CompilePolicy, Entry};
     use revm::{
         context::{BlockEnv, CfgEnv, TxEnv},
         primitives::{keccak256, Bytes, TxKind, U256},
@@ -179,7 +184,7 @@ fn profile_then_compile_what_ran() {
     );
     // When the cold branch keeps running, the code is profiled again from the old profile
     // and compiled with the branch.
-    let limit = kiln_evm::registry::COLD_HANDOFFS_BEFORE_REPROFILE;
+    let limit = kiln_runtime::COLD_HANDOFFS_BEFORE_REPROFILE;
     for _ in 1..limit {
         same_as_eth(&factory, 21);
     }
@@ -232,7 +237,7 @@ fn profile_then_compile_what_ran() {
 /// one level deeper.
 #[test]
 fn profiling_follows_a_frame_across_its_calls() {
-    use kiln_evm::{Backend, CompilePolicy, Entry};
+    use kiln_runtime::{Backend, CompilePolicy, Entry};
     use revm::primitives::keccak256;
     use std::sync::Arc;
     // With calldata: CALL itself without calldata (which stops at 4), then sstore(0, 42).
@@ -291,7 +296,7 @@ fn db_with(code: &[u8]) -> revm::database::CacheDB<revm::database::EmptyDB> {
 /// background once enough EVMs have looked it up; results match revm at every tier.
 #[test]
 fn tiered_runtime_promotes_baseline_code_in_the_background() {
-    use kiln_evm::{registry::Tier, Backend, CompilePolicy};
+    use kiln_runtime::{Backend, CompilePolicy, Tier};
     use revm::primitives::keccak256;
     use std::{
         sync::{atomic::Ordering, Arc},
@@ -379,7 +384,7 @@ fn long_lived_evm(
 #[test]
 fn a_long_lived_evm_promotes_and_then_runs_the_optimised_code() {
     use alloy_evm::Evm;
-    use kiln_evm::{registry::Tier, Backend, CompilePolicy, Entry};
+    use kiln_runtime::{Backend, CompilePolicy, Entry, Tier};
     use revm::primitives::keccak256;
     use std::{
         sync::{atomic::Ordering, Arc},
@@ -429,7 +434,7 @@ fn a_long_lived_evm_promotes_and_then_runs_the_optimised_code() {
 #[test]
 fn a_long_lived_evm_sees_registry_changes_between_transactions() {
     use alloy_evm::Evm;
-    use kiln_evm::{Backend, CompilePolicy, Entry};
+    use kiln_runtime::{Backend, CompilePolicy, Entry};
     use revm::primitives::keccak256;
     use std::sync::{atomic::Ordering, Arc};
 
@@ -464,7 +469,7 @@ fn a_long_lived_evm_sees_registry_changes_between_transactions() {
 /// while the optimising compilation ran (here, marked failed) stays as it is.
 #[test]
 fn promotion_never_replaces_an_entry_changed_meanwhile() {
-    use kiln_evm::{Backend, CompilePolicy, Entry};
+    use kiln_runtime::{Backend, CompilePolicy, Entry};
     use revm::primitives::keccak256;
     use std::{
         sync::{atomic::Ordering, Arc},
