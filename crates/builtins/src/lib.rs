@@ -20,15 +20,22 @@
 //!
 //! Pure arithmetic helpers that cannot fail ([`kiln_div`], [`kiln_addmod`], ...) take a pointer to
 //! stack slots instead and never touch the context.
+//!
+//! # The list of builtins
+//! [`BUILTINS`] declares each builtin once: its symbol, its [`BuiltinKind`], the opcode it
+//! implements, its operand count and its typed address, from which its [`Signature`] follows.
+//! The JIT's symbol map and the AOT loader ([`all_symbols`]), the compiler's choice of builtin
+//! for an opcode ([`builtin_for_opcode`]) and the LLVM declaration of each call ([`by_name`],
+//! [`Builtin::signature`], [`Builtin::pointer_symbol`]) all read it.
 
 #![warn(missing_docs)]
 
 pub mod slots;
 pub mod words;
 pub use slots::{with_slot_cache, SlotCache};
-pub use words::{memory_builtin_name, word_builtin_name, MEMORY_BUILTINS, WORD_BUILTINS};
 
 use revm::{
+    bytecode::opcode,
     context_interface::cfg::GasParams,
     interpreter::{
         instructions::{
@@ -40,6 +47,7 @@ use revm::{
     },
     primitives::U256,
 };
+use std::{collections::HashMap, sync::OnceLock};
 
 /// Status returned by compiled code (never by a builtin) when the frame must continue in the
 /// interpreter from [`KilnCtx::pc`], with the stack and gas in [`KilnCtx`] exactly as the
@@ -123,7 +131,9 @@ unsafe fn run_revm_op(
     // SAFETY: the caller (compiled code, called by the dispatcher) guarantees `ctx` and the
     // pointers inside it are valid and exclusively ours for the duration of the call.
     let ctx = unsafe { &mut *ctx };
+    // SAFETY: as above.
     let interpreter = unsafe { &mut *ctx.interpreter };
+    // SAFETY: as above.
     let host = unsafe { &mut *ctx.host };
     // SAFETY: the compiled code initialised every slot below `sp` (it only ever writes slots it
     // then counts), and `sp` is within the buffer's capacity (checked before each section).
@@ -165,6 +175,7 @@ unsafe fn cached_sload(
     let (sp, stack) = unsafe { ((*ctx).sp as usize, (*ctx).stack) };
     if sp == 0 {
         // Underflow is checked before the call; let revm report it if that ever failed.
+        // SAFETY: forwarded from the caller.
         return unsafe { run_revm_op(ctx, 1, op) };
     }
     // SAFETY: as above; the cache pointer, when not null, is the stretch's own cache and no
@@ -232,29 +243,212 @@ pub fn refresh_memory(ctx: &mut KilnCtx<'_>, interpreter: &mut Interpreter<EthIn
     ctx.mem_len = mem.len() as u64;
 }
 
-macro_rules! host_builtins {
-    ($( $(#[$doc:meta])* $name:ident => $op:expr, $inputs:literal $(, via $wrap:path)?; )*) => {
+/// What compiled code uses a builtin for. With the opcode it implements, it picks the builtin
+/// (ADDRESS, for one, has both a host and a value builtin); its [`BuiltinFn`] gives the
+/// signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BuiltinKind {
+    /// Runs revm's instruction for its opcode on the frame, as described in the crate
+    /// documentation; ends the gas section. A [`HostBuiltin`].
+    Host,
+    /// Pure arithmetic of the optimising tier ([`kiln_div`], ...) on operands copied to a
+    /// scratch area laid out as the stack. A [`StackBuiltin`].
+    Stack,
+    /// Reads the frame's input into one word ([`kiln_v_calldataload`], ...): static gas only and
+    /// cannot fail, so it does not end the gas section. A [`ValueBuiltin`].
+    Value,
+    /// The baseline tier's arithmetic on the stack slots themselves ([`words`]). A
+    /// [`StackBuiltin`].
+    Word,
+    /// The baseline tier's MLOAD, MSTORE and MSTORE8 ([`words::kiln_mload`], ...). A
+    /// [`HostBuiltin`].
+    Memory,
+    /// Memory growth for the optimising tier's inline memory accesses ([`kiln_grow_memory`]).
+    /// A [`GrowMemoryBuiltin`].
+    GrowMemory,
+}
+
+impl BuiltinKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [BuiltinKind; 6] = [
+        BuiltinKind::Host,
+        BuiltinKind::Stack,
+        BuiltinKind::Value,
+        BuiltinKind::Word,
+        BuiltinKind::Memory,
+        BuiltinKind::GrowMemory,
+    ];
+}
+
+/// A builtin's address, typed by its signature, so that the signature code generation declares
+/// is the one the function has.
+#[derive(Clone, Copy, Debug)]
+pub enum BuiltinFn {
+    /// `(ctx) -> status`.
+    Context(HostBuiltin),
+    /// `(slots)`.
+    Slots(StackBuiltin),
+    /// `(ctx, io)`.
+    ContextWord(ValueBuiltin),
+    /// `(ctx, offset_low, offset_high, len, ahead, gas_after) -> status`.
+    GrowMemory(GrowMemoryBuiltin),
+}
+
+/// The shape of a builtin's function type: all code generation needs to declare and call it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Signature {
+    /// [`HostBuiltin`]: `u8 (ptr ctx)`.
+    Context,
+    /// [`StackBuiltin`]: `void (ptr slots)`.
+    Slots,
+    /// [`ValueBuiltin`]: `void (ptr ctx, ptr io)`.
+    ContextWord,
+    /// [`GrowMemoryBuiltin`]: `u8 (ptr ctx, i64, i64, i64, i64, i64)`.
+    GrowMemory,
+}
+
+impl Signature {
+    /// Every signature; `ALL[s as usize] == s`.
+    pub const ALL: [Signature; 4] = [
+        Signature::Context,
+        Signature::Slots,
+        Signature::ContextWord,
+        Signature::GrowMemory,
+    ];
+}
+
+impl BuiltinFn {
+    /// The function's signature.
+    pub const fn signature(self) -> Signature {
+        match self {
+            BuiltinFn::Context(_) => Signature::Context,
+            BuiltinFn::Slots(_) => Signature::Slots,
+            BuiltinFn::ContextWord(_) => Signature::ContextWord,
+            BuiltinFn::GrowMemory(_) => Signature::GrowMemory,
+        }
+    }
+
+    /// The function's address.
+    pub fn addr(self) -> usize {
+        match self {
+            BuiltinFn::Context(f) => f as usize,
+            BuiltinFn::Slots(f) => f as usize,
+            BuiltinFn::ContextWord(f) => f as usize,
+            BuiltinFn::GrowMemory(f) => f as usize,
+        }
+    }
+}
+
+/// Prefix of the pointer global through which AOT code calls a builtin
+/// ([`Builtin::pointer_symbol`]).
+pub const POINTER_SYMBOL_PREFIX: &str = "kiln_rt_";
+
+/// One builtin, as [`BUILTINS`] declares it.
+#[derive(Clone, Copy, Debug)]
+pub struct Builtin {
+    /// Its symbol: the `#[no_mangle]` function's name, by which the JIT maps it and the AOT
+    /// loader binds it.
+    pub name: &'static str,
+    /// What compiled code uses it for.
+    pub kind: BuiltinKind,
+    /// The opcode it implements; `None` for [`kiln_grow_memory`], which serves several.
+    pub opcode: Option<u8>,
+    /// The stack words it takes: its opcode's inputs (0 for [`kiln_grow_memory`], which does
+    /// not touch the stack).
+    pub operands: usize,
+    /// Its address and signature.
+    pub func: BuiltinFn,
+}
+
+impl Builtin {
+    /// Its signature.
+    pub const fn signature(&self) -> Signature {
+        self.func.signature()
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> usize {
+        self.func.addr()
+    }
+
+    /// The pointer global, `kiln_rt_<symbol>`, through which AOT code calls it.
+    pub fn pointer_symbol(&self) -> String {
+        format!("{POINTER_SYMBOL_PREFIX}{}", self.name)
+    }
+}
+
+/// Declares every builtin, once: [`BUILTINS`] and, for the host builtins, the functions. The
+/// symbol is the function's name, so the two cannot differ; the kind picks the typed pointer.
+macro_rules! builtins {
+    (
+        host {
+            $( $(#[$doc:meta])* $host:ident: $host_op:ident, $inputs:literal
+                => $run:expr $(, via $wrap:path)?; )*
+        }
+        stack { $( $stack:ident: $stack_op:ident, $stack_n:literal; )* }
+        value { $( $value:ident: $value_op:ident, $value_n:literal; )* }
+        word { $( $word:ident: $word_op:ident, $word_n:literal; )* }
+        memory { $( $memory:ident: $memory_op:ident, $memory_n:literal; )* }
+        grow_memory { $grow:ident }
+    ) => {
         $(
             $(#[$doc])*
             ///
             /// # Safety
             /// Called only by compiled code with the context the dispatcher set up.
             #[no_mangle]
-            pub unsafe extern "C" fn $name(ctx: *mut KilnCtx<'_>) -> u8 {
+            pub unsafe extern "C" fn $host(ctx: *mut KilnCtx<'_>) -> u8 {
                 // SAFETY: forwarded from this function's contract.
-                unsafe { host_builtin_body!(ctx, $inputs, $op $(, $wrap)?) }
+                unsafe { host_builtin_body!(ctx, $inputs, $run $(, $wrap)?) }
             }
         )*
 
-        /// The number of stack words each host builtin's opcode takes, by symbol name.
-        #[cfg(test)]
-        const HOST_BUILTIN_INPUTS: &[(&str, usize)] = &[
-            $( (stringify!($name), $inputs), )*
-        ];
-
-        /// Every host builtin by symbol name, for the JIT's symbol mapping and the AOT loader.
-        pub const HOST_BUILTINS: &[(&str, HostBuiltin)] = &[
-            $( (stringify!($name), $name as HostBuiltin), )*
+        /// Every builtin compiled code calls: its symbol, kind, opcode, operand count, address
+        /// and signature. Everything else about builtins ([`all_symbols`], [`by_name`],
+        /// [`builtin_for_opcode`], [`GROW_MEMORY_BUILTIN`]) is derived from this one list.
+        pub static BUILTINS: &[Builtin] = &[
+            $( Builtin {
+                name: stringify!($host),
+                kind: BuiltinKind::Host,
+                opcode: Some(opcode::$host_op),
+                operands: $inputs,
+                func: BuiltinFn::Context($host as HostBuiltin),
+            }, )*
+            $( Builtin {
+                name: stringify!($stack),
+                kind: BuiltinKind::Stack,
+                opcode: Some(opcode::$stack_op),
+                operands: $stack_n,
+                func: BuiltinFn::Slots($stack as StackBuiltin),
+            }, )*
+            $( Builtin {
+                name: stringify!($value),
+                kind: BuiltinKind::Value,
+                opcode: Some(opcode::$value_op),
+                operands: $value_n,
+                func: BuiltinFn::ContextWord($value as ValueBuiltin),
+            }, )*
+            $( Builtin {
+                name: stringify!($word),
+                kind: BuiltinKind::Word,
+                opcode: Some(opcode::$word_op),
+                operands: $word_n,
+                func: BuiltinFn::Slots(words::$word as StackBuiltin),
+            }, )*
+            $( Builtin {
+                name: stringify!($memory),
+                kind: BuiltinKind::Memory,
+                opcode: Some(opcode::$memory_op),
+                operands: $memory_n,
+                func: BuiltinFn::Context(words::$memory as HostBuiltin),
+            }, )*
+            Builtin {
+                name: stringify!($grow),
+                kind: BuiltinKind::GrowMemory,
+                opcode: None,
+                operands: 0,
+                func: BuiltinFn::GrowMemory($grow as GrowMemoryBuiltin),
+            },
         ];
     };
 }
@@ -270,182 +464,226 @@ macro_rules! host_builtin_body {
     };
 }
 
-host_builtins! {
-    /// EXP (dynamic gas per exponent byte).
-    kiln_exp => arithmetic::exp, 2;
-    /// KECCAK256.
-    kiln_keccak256 => system::keccak256, 2;
-    /// ADDRESS.
-    kiln_address => system::address, 0;
-    /// BALANCE.
-    kiln_balance => host::balance, 1;
-    /// ORIGIN.
-    kiln_origin => tx_info::origin, 0;
-    /// CALLER.
-    kiln_caller => system::caller, 0;
-    /// CALLVALUE.
-    kiln_callvalue => system::callvalue, 0;
-    /// CALLDATALOAD.
-    kiln_calldataload => system::calldataload, 1;
-    /// CALLDATASIZE.
-    kiln_calldatasize => system::calldatasize, 0;
-    /// CALLDATACOPY.
-    kiln_calldatacopy => system::calldatacopy, 3;
-    /// CODESIZE.
-    kiln_codesize => system::codesize, 0;
-    /// CODECOPY.
-    kiln_codecopy => system::codecopy, 3;
-    /// GASPRICE.
-    kiln_gasprice => tx_info::gasprice, 0;
-    /// EXTCODESIZE.
-    kiln_extcodesize => host::extcodesize, 1;
-    /// EXTCODECOPY.
-    kiln_extcodecopy => host::extcodecopy, 4;
-    /// RETURNDATASIZE.
-    kiln_returndatasize => system::returndatasize, 0;
-    /// RETURNDATACOPY.
-    kiln_returndatacopy => system::returndatacopy, 3;
-    /// EXTCODEHASH.
-    kiln_extcodehash => host::extcodehash, 1;
-    /// BLOCKHASH.
-    kiln_blockhash => host::blockhash, 1;
-    /// COINBASE.
-    kiln_coinbase => block_info::coinbase, 0;
-    /// TIMESTAMP.
-    kiln_timestamp => block_info::timestamp, 0;
-    /// NUMBER.
-    kiln_number => block_info::block_number, 0;
-    /// DIFFICULTY / PREVRANDAO.
-    kiln_difficulty => block_info::difficulty, 0;
-    /// GASLIMIT.
-    kiln_gaslimit => block_info::gaslimit, 0;
-    /// CHAINID.
-    kiln_chainid => block_info::chainid, 0;
-    /// SELFBALANCE.
-    kiln_selfbalance => host::selfbalance, 0;
-    /// BASEFEE.
-    kiln_basefee => block_info::basefee, 0;
-    /// BLOBHASH.
-    kiln_blobhash => tx_info::blob_hash, 1;
-    /// BLOBBASEFEE.
-    kiln_blobbasefee => block_info::blob_basefee, 0;
-    /// SLOTNUM (not active through Osaka; revm's function reports that).
-    kiln_slotnum => block_info::slot_num, 0;
-    /// MSIZE.
-    kiln_msize => memory::msize, 0;
-    /// MCOPY.
-    kiln_mcopy => memory::mcopy, 3;
-    /// SLOAD, answered from the stretch's slot cache when it can be.
-    kiln_sload => host::sload, 1, via cached_sload;
-    /// SSTORE (including the EIP-2200 stipend check against the exact remaining gas).
-    kiln_sstore => host::sstore, 2, via cached_sstore;
-    /// TLOAD.
-    kiln_tload => host::tload, 1;
-    /// TSTORE.
-    kiln_tstore => host::tstore, 2;
-    /// DUPN (not active through Osaka; revm's function reports that).
-    kiln_dupn => stack::dupn, 0;
-    /// SWAPN (not active through Osaka; revm's function reports that).
-    kiln_swapn => stack::swapn, 0;
-    /// EXCHANGE (not active through Osaka; revm's function reports that).
-    kiln_exchange => stack::exchange, 0;
-    /// LOG0.
-    kiln_log0 => host::log::<0, _>, 2;
-    /// LOG1.
-    kiln_log1 => host::log::<1, _>, 3;
-    /// LOG2.
-    kiln_log2 => host::log::<2, _>, 4;
-    /// LOG3.
-    kiln_log3 => host::log::<3, _>, 5;
-    /// LOG4.
-    kiln_log4 => host::log::<4, _>, 6;
-    /// CREATE: suspends the frame with a create request.
-    kiln_create => contract::create::<false, _, _>, 3;
-    /// CREATE2: suspends the frame with a create request.
-    kiln_create2 => contract::create::<true, _, _>, 4;
-    /// CALL: suspends the frame with a call request.
-    kiln_call => contract::call::<0xF1, _, _>, 7;
-    /// CALLCODE: suspends the frame with a call request.
-    kiln_callcode => contract::call::<0xF2, _, _>, 7;
-    /// DELEGATECALL: suspends the frame with a call request.
-    kiln_delegatecall => contract::call::<0xF4, _, _>, 6;
-    /// STATICCALL: suspends the frame with a call request.
-    kiln_staticcall => contract::call::<0xFA, _, _>, 6;
-    /// RETURN.
-    kiln_return => control::ret, 2;
-    /// REVERT.
-    kiln_revert => control::revert, 2;
-    /// SELFDESTRUCT.
-    kiln_selfdestruct => host::selfdestruct, 1;
+builtins! {
+    host {
+        /// EXP (dynamic gas per exponent byte).
+        kiln_exp: EXP, 2 => arithmetic::exp;
+        /// KECCAK256.
+        kiln_keccak256: KECCAK256, 2 => system::keccak256;
+        /// ADDRESS.
+        kiln_address: ADDRESS, 0 => system::address;
+        /// BALANCE.
+        kiln_balance: BALANCE, 1 => host::balance;
+        /// ORIGIN.
+        kiln_origin: ORIGIN, 0 => tx_info::origin;
+        /// CALLER.
+        kiln_caller: CALLER, 0 => system::caller;
+        /// CALLVALUE.
+        kiln_callvalue: CALLVALUE, 0 => system::callvalue;
+        /// CALLDATALOAD.
+        kiln_calldataload: CALLDATALOAD, 1 => system::calldataload;
+        /// CALLDATASIZE.
+        kiln_calldatasize: CALLDATASIZE, 0 => system::calldatasize;
+        /// CALLDATACOPY.
+        kiln_calldatacopy: CALLDATACOPY, 3 => system::calldatacopy;
+        /// CODESIZE.
+        kiln_codesize: CODESIZE, 0 => system::codesize;
+        /// CODECOPY.
+        kiln_codecopy: CODECOPY, 3 => system::codecopy;
+        /// GASPRICE.
+        kiln_gasprice: GASPRICE, 0 => tx_info::gasprice;
+        /// EXTCODESIZE.
+        kiln_extcodesize: EXTCODESIZE, 1 => host::extcodesize;
+        /// EXTCODECOPY.
+        kiln_extcodecopy: EXTCODECOPY, 4 => host::extcodecopy;
+        /// RETURNDATASIZE.
+        kiln_returndatasize: RETURNDATASIZE, 0 => system::returndatasize;
+        /// RETURNDATACOPY.
+        kiln_returndatacopy: RETURNDATACOPY, 3 => system::returndatacopy;
+        /// EXTCODEHASH.
+        kiln_extcodehash: EXTCODEHASH, 1 => host::extcodehash;
+        /// BLOCKHASH.
+        kiln_blockhash: BLOCKHASH, 1 => host::blockhash;
+        /// COINBASE.
+        kiln_coinbase: COINBASE, 0 => block_info::coinbase;
+        /// TIMESTAMP.
+        kiln_timestamp: TIMESTAMP, 0 => block_info::timestamp;
+        /// NUMBER.
+        kiln_number: NUMBER, 0 => block_info::block_number;
+        /// DIFFICULTY / PREVRANDAO.
+        kiln_difficulty: DIFFICULTY, 0 => block_info::difficulty;
+        /// GASLIMIT.
+        kiln_gaslimit: GASLIMIT, 0 => block_info::gaslimit;
+        /// CHAINID.
+        kiln_chainid: CHAINID, 0 => block_info::chainid;
+        /// SELFBALANCE.
+        kiln_selfbalance: SELFBALANCE, 0 => host::selfbalance;
+        /// BASEFEE.
+        kiln_basefee: BASEFEE, 0 => block_info::basefee;
+        /// BLOBHASH.
+        kiln_blobhash: BLOBHASH, 1 => tx_info::blob_hash;
+        /// BLOBBASEFEE.
+        kiln_blobbasefee: BLOBBASEFEE, 0 => block_info::blob_basefee;
+        /// SLOTNUM (not active through Osaka; revm's function reports that).
+        kiln_slotnum: SLOTNUM, 0 => block_info::slot_num;
+        /// MSIZE.
+        kiln_msize: MSIZE, 0 => memory::msize;
+        /// MCOPY.
+        kiln_mcopy: MCOPY, 3 => memory::mcopy;
+        /// SLOAD, answered from the stretch's slot cache when it can be.
+        kiln_sload: SLOAD, 1 => host::sload, via cached_sload;
+        /// SSTORE (including the EIP-2200 stipend check against the exact remaining gas).
+        kiln_sstore: SSTORE, 2 => host::sstore, via cached_sstore;
+        /// TLOAD.
+        kiln_tload: TLOAD, 1 => host::tload;
+        /// TSTORE.
+        kiln_tstore: TSTORE, 2 => host::tstore;
+        /// DUPN (not active through Osaka; revm's function reports that).
+        kiln_dupn: DUPN, 0 => stack::dupn;
+        /// SWAPN (not active through Osaka; revm's function reports that).
+        kiln_swapn: SWAPN, 0 => stack::swapn;
+        /// EXCHANGE (not active through Osaka; revm's function reports that).
+        kiln_exchange: EXCHANGE, 0 => stack::exchange;
+        /// LOG0.
+        kiln_log0: LOG0, 2 => host::log::<0, _>;
+        /// LOG1.
+        kiln_log1: LOG1, 3 => host::log::<1, _>;
+        /// LOG2.
+        kiln_log2: LOG2, 4 => host::log::<2, _>;
+        /// LOG3.
+        kiln_log3: LOG3, 5 => host::log::<3, _>;
+        /// LOG4.
+        kiln_log4: LOG4, 6 => host::log::<4, _>;
+        /// CREATE: suspends the frame with a create request.
+        kiln_create: CREATE, 3 => contract::create::<false, _, _>;
+        /// CREATE2: suspends the frame with a create request.
+        kiln_create2: CREATE2, 4 => contract::create::<true, _, _>;
+        /// CALL: suspends the frame with a call request.
+        kiln_call: CALL, 7 => contract::call::<0xF1, _, _>;
+        /// CALLCODE: suspends the frame with a call request.
+        kiln_callcode: CALLCODE, 7 => contract::call::<0xF2, _, _>;
+        /// DELEGATECALL: suspends the frame with a call request.
+        kiln_delegatecall: DELEGATECALL, 6 => contract::call::<0xF4, _, _>;
+        /// STATICCALL: suspends the frame with a call request.
+        kiln_staticcall: STATICCALL, 6 => contract::call::<0xFA, _, _>;
+        /// RETURN.
+        kiln_return: RETURN, 2 => control::ret;
+        /// REVERT.
+        kiln_revert: REVERT, 2 => control::revert;
+        /// SELFDESTRUCT.
+        kiln_selfdestruct: SELFDESTRUCT, 1 => host::selfdestruct;
+    }
+    stack {
+        kiln_div: DIV, 2;
+        kiln_sdiv: SDIV, 2;
+        kiln_mod: MOD, 2;
+        kiln_smod: SMOD, 2;
+        kiln_addmod: ADDMOD, 3;
+        kiln_mulmod: MULMOD, 3;
+    }
+    value {
+        kiln_v_address: ADDRESS, 0;
+        kiln_v_caller: CALLER, 0;
+        kiln_v_callvalue: CALLVALUE, 0;
+        kiln_v_calldatasize: CALLDATASIZE, 0;
+        kiln_v_calldataload: CALLDATALOAD, 1;
+    }
+    word {
+        kiln_w_add: ADD, 2;
+        kiln_w_mul: MUL, 2;
+        kiln_w_sub: SUB, 2;
+        kiln_w_lt: LT, 2;
+        kiln_w_gt: GT, 2;
+        kiln_w_slt: SLT, 2;
+        kiln_w_sgt: SGT, 2;
+        kiln_w_eq: EQ, 2;
+        kiln_w_and: AND, 2;
+        kiln_w_or: OR, 2;
+        kiln_w_xor: XOR, 2;
+        kiln_w_byte: BYTE, 2;
+        kiln_w_shl: SHL, 2;
+        kiln_w_shr: SHR, 2;
+        kiln_w_sar: SAR, 2;
+        kiln_w_signextend: SIGNEXTEND, 2;
+        kiln_w_iszero: ISZERO, 1;
+        kiln_w_not: NOT, 1;
+        kiln_w_clz: CLZ, 1;
+    }
+    memory {
+        kiln_mload: MLOAD, 1;
+        kiln_mstore: MSTORE, 2;
+        kiln_mstore8: MSTORE8, 2;
+    }
+    grow_memory { kiln_grow_memory }
+}
+
+/// For each opcode and kind, the builtin's index in [`BUILTINS`] plus one (0 for none): the
+/// compiler looks builtins up by opcode for every instruction it analyses, and this makes that
+/// an array access. Building it at compile time also rejects two builtins of one kind for one
+/// opcode.
+const BY_OPCODE: [[u8; BuiltinKind::ALL.len()]; 256] = {
+    assert!(BUILTINS.len() < u8::MAX as usize);
+    let mut table = [[0u8; BuiltinKind::ALL.len()]; 256];
+    let mut i = 0;
+    while i < BUILTINS.len() {
+        if let Some(op) = BUILTINS[i].opcode {
+            let slot = &mut table[op as usize][BUILTINS[i].kind as usize];
+            assert!(*slot == 0, "two builtins of one kind for one opcode");
+            *slot = i as u8 + 1;
+        }
+        i += 1;
+    }
+    table
+};
+
+/// The builtin of `kind` that implements `opcode`, if there is one.
+pub fn builtin_for_opcode(opcode: u8, kind: BuiltinKind) -> Option<&'static Builtin> {
+    match BY_OPCODE[opcode as usize][kind as usize] {
+        0 => None,
+        i => Some(&BUILTINS[usize::from(i) - 1]),
+    }
+}
+
+/// The builtin whose symbol is `name`.
+pub fn by_name(name: &str) -> Option<&'static Builtin> {
+    // Code generation looks a builtin up at every call it emits.
+    static INDEX: OnceLock<HashMap<&'static str, &'static Builtin>> = OnceLock::new();
+    INDEX
+        .get_or_init(|| BUILTINS.iter().map(|b| (b.name, b)).collect())
+        .get(name)
+        .copied()
+}
+
+/// [`kiln_grow_memory`]'s entry in [`BUILTINS`].
+pub const GROW_MEMORY_BUILTIN: &Builtin = {
+    // Runs off the end of the list, a compile-time error, if it is not declared.
+    let mut i = 0;
+    while !matches!(BUILTINS[i].kind, BuiltinKind::GrowMemory) {
+        i += 1;
+    }
+    &BUILTINS[i]
+};
+
+/// Every builtin symbol and its address, for the JIT's symbol mapping and the AOT loader.
+pub fn all_symbols() -> impl Iterator<Item = (&'static str, usize)> {
+    BUILTINS.iter().map(|b| (b.name, b.addr()))
 }
 
 /// The host builtin that implements `opcode`, if compiled code delegates that opcode.
 pub fn host_builtin_name(opcode: u8) -> Option<&'static str> {
-    use revm::bytecode::opcode::*;
-    Some(match opcode {
-        EXP => "kiln_exp",
-        KECCAK256 => "kiln_keccak256",
-        ADDRESS => "kiln_address",
-        BALANCE => "kiln_balance",
-        ORIGIN => "kiln_origin",
-        CALLER => "kiln_caller",
-        CALLVALUE => "kiln_callvalue",
-        CALLDATALOAD => "kiln_calldataload",
-        CALLDATASIZE => "kiln_calldatasize",
-        CALLDATACOPY => "kiln_calldatacopy",
-        CODESIZE => "kiln_codesize",
-        CODECOPY => "kiln_codecopy",
-        GASPRICE => "kiln_gasprice",
-        EXTCODESIZE => "kiln_extcodesize",
-        EXTCODECOPY => "kiln_extcodecopy",
-        RETURNDATASIZE => "kiln_returndatasize",
-        RETURNDATACOPY => "kiln_returndatacopy",
-        EXTCODEHASH => "kiln_extcodehash",
-        BLOCKHASH => "kiln_blockhash",
-        COINBASE => "kiln_coinbase",
-        TIMESTAMP => "kiln_timestamp",
-        NUMBER => "kiln_number",
-        DIFFICULTY => "kiln_difficulty",
-        GASLIMIT => "kiln_gaslimit",
-        CHAINID => "kiln_chainid",
-        SELFBALANCE => "kiln_selfbalance",
-        BASEFEE => "kiln_basefee",
-        BLOBHASH => "kiln_blobhash",
-        BLOBBASEFEE => "kiln_blobbasefee",
-        SLOTNUM => "kiln_slotnum",
-        MSIZE => "kiln_msize",
-        MCOPY => "kiln_mcopy",
-        SLOAD => "kiln_sload",
-        SSTORE => "kiln_sstore",
-        TLOAD => "kiln_tload",
-        TSTORE => "kiln_tstore",
-        DUPN => "kiln_dupn",
-        SWAPN => "kiln_swapn",
-        EXCHANGE => "kiln_exchange",
-        LOG0 => "kiln_log0",
-        LOG1 => "kiln_log1",
-        LOG2 => "kiln_log2",
-        LOG3 => "kiln_log3",
-        LOG4 => "kiln_log4",
-        CREATE => "kiln_create",
-        CREATE2 => "kiln_create2",
-        CALL => "kiln_call",
-        CALLCODE => "kiln_callcode",
-        DELEGATECALL => "kiln_delegatecall",
-        STATICCALL => "kiln_staticcall",
-        RETURN => "kiln_return",
-        REVERT => "kiln_revert",
-        SELFDESTRUCT => "kiln_selfdestruct",
-        _ => return None,
-    })
+    builtin_for_opcode(opcode, BuiltinKind::Host).map(|b| b.name)
 }
 
-/// Looks up a host builtin's address by symbol name.
-pub fn host_builtin(name: &str) -> Option<HostBuiltin> {
-    HOST_BUILTINS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, f)| *f)
+/// The pure stack builtin that implements `opcode`, with its operand count.
+pub fn stack_builtin_name(opcode: u8) -> Option<(&'static str, usize)> {
+    builtin_for_opcode(opcode, BuiltinKind::Stack).map(|b| (b.name, b.operands))
+}
+
+/// The value builtin that implements `opcode`, with its operand count (0 or 1). These opcodes
+/// have only static gas and cannot fail, so compiled code calls them inside a gas section and
+/// keeps its virtual stack in registers around them.
+pub fn value_builtin_name(opcode: u8) -> Option<(&'static str, usize)> {
+    builtin_for_opcode(opcode, BuiltinKind::Value).map(|b| (b.name, b.operands))
 }
 
 /// Reads two stack operands: `p` points at the deeper slot, `p + 1` at the top.
@@ -562,6 +800,7 @@ pub unsafe extern "C" fn kiln_div(p: *mut U256) {
         _ if b.is_power_of_two() => a >> b.trailing_zeros(),
         _ => a.wrapping_div(b),
     };
+    // SAFETY: `p` is a valid stack slot, by this function's contract.
     unsafe { *p = r };
 }
 
@@ -579,6 +818,7 @@ pub unsafe extern "C" fn kiln_sdiv(p: *mut U256) {
         (Some((na, x)), Some((nb, y))) => from_signed_u128(na != nb, div_rem_u128(x, y).0),
         _ => revm::interpreter::instructions::i256::i256_div(a, b),
     };
+    // SAFETY: `p` is a valid stack slot, by this function's contract.
     unsafe { *p = r };
 }
 
@@ -596,6 +836,7 @@ pub unsafe extern "C" fn kiln_mod(p: *mut U256) {
         _ if b.is_power_of_two() => a & (b - U256::ONE),
         _ => a.wrapping_rem(b),
     };
+    // SAFETY: `p` is a valid stack slot, by this function's contract.
     unsafe { *p = r };
 }
 
@@ -613,6 +854,7 @@ pub unsafe extern "C" fn kiln_smod(p: *mut U256) {
         (Some((na, x)), Some((_, y))) => from_signed_u128(na, div_rem_u128(x, y).1),
         _ => revm::interpreter::instructions::i256::i256_mod(a, b),
     };
+    // SAFETY: `p` is a valid stack slot, by this function's contract.
     unsafe { *p = r };
 }
 
@@ -634,30 +876,6 @@ pub unsafe extern "C" fn kiln_addmod(p: *mut U256) {
 pub unsafe extern "C" fn kiln_mulmod(p: *mut U256) {
     // SAFETY: forwarded from this function's contract.
     unsafe { *p = read_word(p.add(2)).mul_mod(read_word(p.add(1)), read_word(p)) };
-}
-
-/// Every pure stack builtin by symbol name.
-pub const STACK_BUILTINS: &[(&str, StackBuiltin)] = &[
-    ("kiln_div", kiln_div as StackBuiltin),
-    ("kiln_sdiv", kiln_sdiv as StackBuiltin),
-    ("kiln_mod", kiln_mod as StackBuiltin),
-    ("kiln_smod", kiln_smod as StackBuiltin),
-    ("kiln_addmod", kiln_addmod as StackBuiltin),
-    ("kiln_mulmod", kiln_mulmod as StackBuiltin),
-];
-
-/// The pure stack builtin that implements `opcode`, with its operand count.
-pub fn stack_builtin_name(opcode: u8) -> Option<(&'static str, usize)> {
-    use revm::bytecode::opcode::*;
-    Some(match opcode {
-        DIV => ("kiln_div", 2),
-        SDIV => ("kiln_sdiv", 2),
-        MOD => ("kiln_mod", 2),
-        SMOD => ("kiln_smod", 2),
-        ADDMOD => ("kiln_addmod", 3),
-        MULMOD => ("kiln_mulmod", 3),
-        _ => return None,
-    })
 }
 
 /// The signature of a value builtin: reads the frame's input (never its stack, gas or memory
@@ -756,36 +974,9 @@ fn padded_word(bytes: &[u8]) -> U256 {
     U256::from_limbs(limbs)
 }
 
-/// Every value builtin by symbol name.
-pub const VALUE_BUILTINS: &[(&str, ValueBuiltin)] = &[
-    ("kiln_v_address", kiln_v_address as ValueBuiltin),
-    ("kiln_v_caller", kiln_v_caller as ValueBuiltin),
-    ("kiln_v_callvalue", kiln_v_callvalue as ValueBuiltin),
-    ("kiln_v_calldatasize", kiln_v_calldatasize as ValueBuiltin),
-    ("kiln_v_calldataload", kiln_v_calldataload as ValueBuiltin),
-];
-
-/// The value builtin that implements `opcode`, with its operand count (0 or 1). These opcodes
-/// have only static gas and cannot fail, so compiled code calls them inside a gas section and
-/// keeps its virtual stack in registers around them.
-pub fn value_builtin_name(opcode: u8) -> Option<(&'static str, usize)> {
-    use revm::bytecode::opcode::*;
-    Some(match opcode {
-        ADDRESS => ("kiln_v_address", 0),
-        CALLER => ("kiln_v_caller", 0),
-        CALLVALUE => ("kiln_v_callvalue", 0),
-        CALLDATASIZE => ("kiln_v_calldatasize", 0),
-        CALLDATALOAD => ("kiln_v_calldataload", 1),
-        _ => return None,
-    })
-}
-
 /// The signature of [`kiln_grow_memory`].
 pub type GrowMemoryBuiltin =
     unsafe extern "C" fn(*mut KilnCtx<'static>, u64, u64, u64, u64, u64) -> u8;
-
-/// Symbol of [`kiln_grow_memory`].
-pub const GROW_MEMORY_BUILTIN: &str = "kiln_grow_memory";
 
 /// Memory growth for MLOAD, MSTORE and MSTORE8 outside the current memory: compiled code does
 /// the access itself, inline, once this has made room. `offset_low` is the low 64 bits of the
@@ -815,6 +1006,7 @@ pub unsafe extern "C" fn kiln_grow_memory(
     // SAFETY: the caller (compiled code, called by the dispatcher) guarantees `ctx` and the
     // pointers inside it are valid and exclusively ours for the duration of the call.
     let ctx = unsafe { &mut *ctx };
+    // SAFETY: as above.
     let interpreter = unsafe { &mut *ctx.interpreter };
     // revm's `as_usize_or_fail`.
     if offset_high != 0 || usize::try_from(offset_low).is_err() {
@@ -857,21 +1049,6 @@ fn affordable(
     words > memory.words_num && cost.saturating_add(reserve) <= interpreter.gas.remaining()
 }
 
-/// Every builtin symbol and its address: host, stack, value and memory builtins.
-pub fn all_symbols() -> impl Iterator<Item = (&'static str, usize)> {
-    HOST_BUILTINS
-        .iter()
-        .map(|(n, f)| (*n, *f as usize))
-        .chain(STACK_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
-        .chain(WORD_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
-        .chain(MEMORY_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
-        .chain(VALUE_BUILTINS.iter().map(|(n, f)| (*n, *f as usize)))
-        .chain([(
-            GROW_MEMORY_BUILTIN,
-            kiln_grow_memory as GrowMemoryBuiltin as usize,
-        )])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -906,35 +1083,49 @@ mod tests {
     }
 
     #[test]
-    fn every_delegated_opcode_has_a_builtin() {
-        for op in 0..=255u8 {
-            if let Some(name) = host_builtin_name(op) {
-                assert!(
-                    host_builtin(name).is_some(),
-                    "{name} missing for opcode {op:#x}"
-                );
+    fn lookups_find_each_declared_builtin() {
+        for b in BUILTINS {
+            assert!(core::ptr::eq(by_name(b.name).unwrap(), b), "{}", b.name);
+            if let Some(op) = b.opcode {
+                let found = builtin_for_opcode(op, b.kind).unwrap();
+                assert!(core::ptr::eq(found, b), "{}", b.name);
             }
+        }
+        assert_eq!(all_symbols().count(), BUILTINS.len());
+        assert_eq!(GROW_MEMORY_BUILTIN.kind, BuiltinKind::GrowMemory);
+        assert!(by_name("kiln_nothing").is_none());
+    }
+
+    #[test]
+    fn operand_counts_match_the_opcode_table() {
+        for b in BUILTINS {
+            let Some(op) = b.opcode else { continue };
+            let info = revm::bytecode::opcode::OPCODE_INFO[op as usize].expect("a real opcode");
+            assert_eq!(
+                b.operands,
+                usize::from(info.inputs()),
+                "{} (opcode {op:#x})",
+                b.name
+            );
         }
     }
 
     #[test]
-    fn builtin_input_counts_match_the_opcode_table() {
-        for op in 0..=255u8 {
-            let (Some(name), Some(info)) = (
-                host_builtin_name(op),
-                revm::bytecode::opcode::OPCODE_INFO[op as usize],
-            ) else {
-                continue;
+    fn each_kind_has_one_signature() {
+        for b in BUILTINS {
+            let expected = match b.kind {
+                BuiltinKind::Host | BuiltinKind::Memory => Signature::Context,
+                BuiltinKind::Stack | BuiltinKind::Word => Signature::Slots,
+                BuiltinKind::Value => Signature::ContextWord,
+                BuiltinKind::GrowMemory => Signature::GrowMemory,
             };
-            let (_, inputs) = HOST_BUILTIN_INPUTS
-                .iter()
-                .find(|(n, _)| *n == name)
-                .expect("listed");
-            assert_eq!(
-                *inputs,
-                usize::from(info.inputs()),
-                "{name} (opcode {op:#x})"
-            );
+            assert_eq!(b.signature(), expected, "{}", b.name);
+        }
+        for (i, s) in Signature::ALL.into_iter().enumerate() {
+            assert_eq!(s as usize, i);
+        }
+        for (i, k) in BuiltinKind::ALL.into_iter().enumerate() {
+            assert_eq!(k as usize, i);
         }
     }
 
@@ -1004,13 +1195,16 @@ mod tests {
     #[test]
     fn division_by_zero_is_zero() {
         let mut slots = [U256::ZERO, U256::from(7)];
+        // SAFETY: two initialised slots.
         unsafe { kiln_div(slots.as_mut_ptr()) };
         assert_eq!(slots[0], U256::ZERO);
         let mut slots = [U256::from(2), U256::from(7)];
+        // SAFETY: two initialised slots.
         unsafe { kiln_div(slots.as_mut_ptr()) };
         assert_eq!(slots[0], U256::from(3));
         let mut slots = [U256::from(5), U256::from(7), U256::from(9)];
         // (9 + 7) % 5 = 1
+        // SAFETY: three initialised slots.
         unsafe { kiln_addmod(slots.as_mut_ptr()) };
         assert_eq!(slots[0], U256::from(1));
     }

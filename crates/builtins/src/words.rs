@@ -10,7 +10,7 @@
 //! stack is at `p + n - 1`, and the result replaces `*p`. The top operand is the opcode's first
 //! (`a` in the yellow paper's `a - b`).
 
-use crate::{kiln_grow_memory, read_word, HostBuiltin, KilnCtx, StackBuiltin};
+use crate::{kiln_grow_memory, read_word, KilnCtx};
 use core::cmp::Ordering;
 use revm::{interpreter::instructions::i256::i256_cmp, primitives::U256};
 
@@ -139,56 +139,6 @@ unary_words! {
     kiln_w_clz(a) => U256::from(a.leading_zeros());
 }
 
-/// The word builtin that implements `opcode`, with its operand count.
-pub fn word_builtin_name(opcode: u8) -> Option<(&'static str, usize)> {
-    use revm::bytecode::opcode::*;
-    Some(match opcode {
-        ADD => ("kiln_w_add", 2),
-        MUL => ("kiln_w_mul", 2),
-        SUB => ("kiln_w_sub", 2),
-        LT => ("kiln_w_lt", 2),
-        GT => ("kiln_w_gt", 2),
-        SLT => ("kiln_w_slt", 2),
-        SGT => ("kiln_w_sgt", 2),
-        EQ => ("kiln_w_eq", 2),
-        AND => ("kiln_w_and", 2),
-        OR => ("kiln_w_or", 2),
-        XOR => ("kiln_w_xor", 2),
-        BYTE => ("kiln_w_byte", 2),
-        SHL => ("kiln_w_shl", 2),
-        SHR => ("kiln_w_shr", 2),
-        SAR => ("kiln_w_sar", 2),
-        SIGNEXTEND => ("kiln_w_signextend", 2),
-        ISZERO => ("kiln_w_iszero", 1),
-        NOT => ("kiln_w_not", 1),
-        CLZ => ("kiln_w_clz", 1),
-        _ => return None,
-    })
-}
-
-/// Every word builtin by symbol name.
-pub const WORD_BUILTINS: &[(&str, StackBuiltin)] = &[
-    ("kiln_w_add", kiln_w_add as StackBuiltin),
-    ("kiln_w_mul", kiln_w_mul as StackBuiltin),
-    ("kiln_w_sub", kiln_w_sub as StackBuiltin),
-    ("kiln_w_lt", kiln_w_lt as StackBuiltin),
-    ("kiln_w_gt", kiln_w_gt as StackBuiltin),
-    ("kiln_w_slt", kiln_w_slt as StackBuiltin),
-    ("kiln_w_sgt", kiln_w_sgt as StackBuiltin),
-    ("kiln_w_eq", kiln_w_eq as StackBuiltin),
-    ("kiln_w_and", kiln_w_and as StackBuiltin),
-    ("kiln_w_or", kiln_w_or as StackBuiltin),
-    ("kiln_w_xor", kiln_w_xor as StackBuiltin),
-    ("kiln_w_byte", kiln_w_byte as StackBuiltin),
-    ("kiln_w_shl", kiln_w_shl as StackBuiltin),
-    ("kiln_w_shr", kiln_w_shr as StackBuiltin),
-    ("kiln_w_sar", kiln_w_sar as StackBuiltin),
-    ("kiln_w_signextend", kiln_w_signextend as StackBuiltin),
-    ("kiln_w_iszero", kiln_w_iszero as StackBuiltin),
-    ("kiln_w_not", kiln_w_not as StackBuiltin),
-    ("kiln_w_clz", kiln_w_clz as StackBuiltin),
-];
-
 /// Makes room for `len` bytes at the offset word `offset`, as [`kiln_grow_memory`] (which
 /// charges the expansion and reports the interpreter's halt); returns the byte offset.
 ///
@@ -274,35 +224,19 @@ pub unsafe extern "C" fn kiln_mstore8(ctx: *mut KilnCtx<'_>) -> u8 {
     0
 }
 
-/// The baseline tier's builtin for MLOAD, MSTORE or MSTORE8 (the optimising tier accesses
-/// memory inline and calls only [`kiln_grow_memory`]).
-pub fn memory_builtin_name(opcode: u8) -> Option<&'static str> {
-    use revm::bytecode::opcode::*;
-    Some(match opcode {
-        MLOAD => "kiln_mload",
-        MSTORE => "kiln_mstore",
-        MSTORE8 => "kiln_mstore8",
-        _ => return None,
-    })
-}
-
-/// Every memory builtin of the baseline tier by symbol name.
-pub const MEMORY_BUILTINS: &[(&str, HostBuiltin)] = &[
-    ("kiln_mload", kiln_mload as HostBuiltin),
-    ("kiln_mstore", kiln_mstore as HostBuiltin),
-    ("kiln_mstore8", kiln_mstore8 as HostBuiltin),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{builtin_for_opcode, BuiltinFn, BuiltinKind};
     use revm::bytecode::opcode;
 
     /// Runs the word builtin for `op` on `stack` (top last) and returns the result.
     fn run(op: u8, stack: &[U256]) -> U256 {
-        let (name, n) = word_builtin_name(op).unwrap();
-        assert_eq!(n, stack.len());
-        let f = WORD_BUILTINS.iter().find(|(s, _)| *s == name).unwrap().1;
+        let b = builtin_for_opcode(op, BuiltinKind::Word).unwrap();
+        assert_eq!(b.operands, stack.len());
+        let BuiltinFn::Slots(f) = b.func else {
+            panic!("{} is not a slots builtin", b.name)
+        };
         let mut words = stack.to_vec();
         // SAFETY: `words` holds `n` initialised words.
         unsafe { f(words.as_mut_ptr()) };

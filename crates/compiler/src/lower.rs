@@ -20,12 +20,15 @@ use inkwell::{
     module::{Linkage, Module},
     types::{FunctionType, IntType},
     values::BasicValue,
-    values::{FunctionValue, IntValue, PhiValue, PointerValue},
+    values::{
+        BasicMetadataValueEnum, CallSiteValue, FunctionValue, IntValue, PhiValue, PointerValue,
+    },
     AddressSpace, IntPredicate,
 };
 use kiln_builtins::{
-    memory_builtin_name, word_builtin_name, OFFSET_GAS, OFFSET_MEM, OFFSET_MEM_LEN, OFFSET_PC,
-    OFFSET_SP, OFFSET_STACK, STATUS_COLD_CODE, STATUS_CONTINUE_IN_INTERPRETER,
+    builtin_for_opcode, Builtin, BuiltinKind, Signature, GROW_MEMORY_BUILTIN, OFFSET_GAS,
+    OFFSET_MEM, OFFSET_MEM_LEN, OFFSET_PC, OFFSET_SP, OFFSET_STACK, STATUS_COLD_CODE,
+    STATUS_CONTINUE_IN_INTERPRETER,
 };
 use revm::{bytecode::opcode, interpreter::InstructionResult, primitives::U256};
 use std::num::NonZeroU32;
@@ -56,13 +59,38 @@ pub(crate) struct LowerOptions {
     pub pass_entry_slots: bool,
 }
 
-/// Name of the prefix of AOT pointer globals.
-pub(crate) const POINTER_PREFIX: &str = "kiln_rt_";
+/// The prefix of AOT pointer globals (see [`kiln_builtins::Builtin::pointer_symbol`]), for the
+/// loader in `aot`.
+pub(crate) const POINTER_PREFIX: &str = kiln_builtins::POINTER_SYMBOL_PREFIX;
 
 type Res<T> = Result<T, CompileError>;
 
 fn llvm<T, E: std::fmt::Display>(r: Result<T, E>) -> Res<T> {
     r.map_err(|e| CompileError::Llvm(e.to_string()))
+}
+
+/// The LLVM function type of builtins with signature `sig`.
+fn builtin_type(cx: &Context, sig: Signature) -> FunctionType<'_> {
+    let ptr = cx.ptr_type(AddressSpace::default()).into();
+    let (i8, i64) = (cx.i8_type(), cx.i64_type().into());
+    match sig {
+        Signature::Context => i8.fn_type(&[ptr], false),
+        Signature::Slots => cx.void_type().fn_type(&[ptr], false),
+        Signature::ContextWord => cx.void_type().fn_type(&[ptr, ptr], false),
+        Signature::GrowMemory => i8.fn_type(&[ptr, i64, i64, i64, i64, i64], false),
+    }
+}
+
+/// The baseline tier's word builtin for `op`.
+fn word_builtin(op: u8) -> Res<&'static Builtin> {
+    builtin_for_opcode(op, BuiltinKind::Word)
+        .ok_or_else(|| CompileError::Internal(format!("opcode {op:#04x} has no baseline lowering")))
+}
+
+/// The builtin whose symbol the analysis chose.
+fn named_builtin(name: &str) -> Res<&'static Builtin> {
+    kiln_builtins::by_name(name)
+        .ok_or_else(|| CompileError::Internal(format!("no builtin is named {name}")))
 }
 
 struct Lowerer<'a, 'ctx> {
@@ -91,9 +119,8 @@ struct Lowerer<'a, 'ctx> {
     to_interp: Option<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)>,
     /// The same for cold blocks (status [`STATUS_COLD_CODE`]).
     to_interp_cold: Option<(BasicBlock<'ctx>, PhiValue<'ctx>, PhiValue<'ctx>)>,
-    host_fn_ty: FunctionType<'ctx>,
-    stack_fn_ty: FunctionType<'ctx>,
-    value_fn_ty: FunctionType<'ctx>,
+    /// The LLVM type of each builtin [`Signature`], indexed by it.
+    builtin_tys: [FunctionType<'ctx>; Signature::ALL.len()],
     // Per-block state: the stack height at block entry, the stack pointer at that height, and
     // the static offset from it.
     sp0: Option<IntValue<'ctx>>,
@@ -196,9 +223,7 @@ pub(crate) fn lower<'ctx>(
         dyn_jump: None,
         to_interp: None,
         to_interp_cold: None,
-        host_fn_ty: i8.fn_type(&[ptr.into()], false),
-        stack_fn_ty: cx.void_type().fn_type(&[ptr.into()], false),
-        value_fn_ty: cx.void_type().fn_type(&[ptr.into(), ptr.into()], false),
+        builtin_tys: Signature::ALL.map(|sig| builtin_type(cx, sig)),
         sp0: None,
         base: None,
         off: 0,
@@ -234,7 +259,7 @@ pub(crate) fn lower<'ctx>(
 
 impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     fn ctx_field(&self, offset: u32, name: &str) -> Res<PointerValue<'ctx>> {
-        // SAFETY (LLVM IR semantics, not Rust): the offsets are KilnCtx's repr(C) layout.
+        // SAFETY: (LLVM IR semantics, not Rust) the offsets are KilnCtx's repr(C) layout.
         unsafe {
             llvm(self.b.build_in_bounds_gep(
                 self.i8,
@@ -368,7 +393,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// Address of the stack item `k` below the top (0 = top).
     fn slot(&self, k: i64) -> Res<PointerValue<'ctx>> {
         let idx = self.off - 1 - k;
-        // SAFETY (IR): section checks guarantee 0 <= sp0 + idx < 1024.
+        // SAFETY: (IR) section checks guarantee 0 <= sp0 + idx < 1024.
         unsafe {
             llvm(self.b.build_gep(
                 self.i256,
@@ -379,8 +404,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         }
     }
 
-    /// Calls the pure stack builtin `name` on the top `n` values and pops them; returns the result.
-    fn call_stack_builtin(&mut self, name: &str, n: i64) -> Res<IntValue<'ctx>> {
+    /// Calls the pure stack builtin `builtin` on the top values it takes and pops them; returns
+    /// the result.
+    fn call_stack_builtin(&mut self, builtin: &Builtin) -> Res<IntValue<'ctx>> {
+        let n = builtin.operands as i64;
         // Laid out as on the stack: the deepest operand first, the result in its place.
         for k in 0..n {
             let v = self.peek(k)?;
@@ -388,11 +415,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             let st = llvm(self.b.build_store(p, v))?;
             let _ = st.set_alignment(8);
         }
-        let f = self.builtin(name, self.stack_fn_ty)?;
-        llvm(
-            self.b
-                .build_indirect_call(self.stack_fn_ty, f, &[self.scratch.into()], ""),
-        )?;
+        self.call_builtin(builtin, &[self.scratch.into()], "")?;
         let r = llvm(self.b.build_load(self.i256, self.scratch, "r"))?;
         if let Some(inst) = r.as_instruction_value() {
             let _ = inst.set_alignment(8);
@@ -405,7 +428,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
 
     /// DIV, SDIV, MOD, SMOD: native 64-bit division when both operands fit in 64 bits (the
     /// common case in fixed-point code), the 256-bit builtin otherwise.
-    fn emit_division(&mut self, op: u8, name: &str, n: i64) -> Res<()> {
+    fn emit_division(&mut self, op: u8, builtin: &Builtin) -> Res<()> {
         let signed = matches!(op, opcode::SDIV | opcode::SMOD);
         let (a, b) = (self.peek(0)?, self.peek(1)?);
         // An unsigned division by a constant power of two is a shift, a remainder a mask: code
@@ -497,7 +520,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         // Both paths leave the virtual stack as it was; only the popped operands differ.
         let saved = self.cache.clone();
         self.b.position_at_end(slow);
-        let r = self.call_stack_builtin(name, n)?;
+        let r = self.call_stack_builtin(builtin)?;
         let slow_end = self.b.get_insert_block().unwrap();
         llvm(self.b.build_unconditional_branch(join))?;
 
@@ -537,7 +560,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
 
     /// Address of operand `i` in the stack builtins' scratch area.
     fn scratch_slot(&self, i: i64) -> Res<PointerValue<'ctx>> {
-        // SAFETY (IR): the scratch area holds 3 words and stack builtins take at most 3.
+        // SAFETY: (IR) the scratch area holds 3 words and stack builtins take at most 3.
         unsafe {
             llvm(self.b.build_gep(
                 self.i256,
@@ -591,7 +614,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
     /// the buffer when the stack underflows: the target's check then fails, the frame halts and
     /// the value does not matter, so such an access goes to the scratch area instead.
     fn slot_at(&self, idx: i64) -> Res<PointerValue<'ctx>> {
-        // SAFETY (IR): proven slots lie between 0 and the current height; others are clamped.
+        // SAFETY: (IR) proven slots lie between 0 and the current height; others are clamped.
         let p = unsafe {
             llvm(self.b.build_gep(
                 self.i256,
@@ -682,7 +705,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         let (sp0, base, proven) = (self.sp0, self.base, self.proven);
         let sp = self.load_i64(self.sp_var, "sp")?;
         self.sp0 = Some(sp);
-        // SAFETY (IR): sp <= 1024 and the buffer holds 1024 items.
+        // SAFETY: (IR) sp <= 1024 and the buffer holds 1024 items.
         self.base =
             Some(unsafe { llvm(self.b.build_gep(self.i256, self.stack_base, &[sp], "base"))? });
         self.proven = 0;
@@ -754,7 +777,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         )?
         .into_pointer_value();
         let off64 = llvm(self.b.build_int_truncate(offset, self.i64, "off"))?;
-        // SAFETY (IR): offset + size <= mem_len, checked above or made so by the growth.
+        // SAFETY: (IR) offset + size <= mem_len, checked above or made so by the growth.
         let p = unsafe { llvm(self.b.build_gep(self.i8, mem, &[off64], "p"))? };
         self.emit_memory_access(op, p, value)
     }
@@ -812,19 +835,6 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         self.store(self.ctx_field(OFFSET_SP, "sp.field")?, sp)?;
         let gas = self.load_i64(self.gas_var, "gas")?;
         self.store(self.ctx_field(OFFSET_GAS, "gas.field")?, gas)?;
-        let ptr_ty = self.cx.ptr_type(AddressSpace::default());
-        let grow_ty = self.i8.fn_type(
-            &[
-                ptr_ty.into(),
-                self.i64.into(),
-                self.i64.into(),
-                self.i64.into(),
-                self.i64.into(),
-                self.i64.into(),
-            ],
-            false,
-        );
-        let f = self.builtin(kiln_builtins::GROW_MEMORY_BUILTIN, grow_ty)?;
         let args = [
             self.ctx_ptr.into(),
             off64.into(),
@@ -833,7 +843,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             self.i64.const_int(ahead, false).into(),
             self.i64.const_int(gas_after, false).into(),
         ];
-        let status = llvm(self.b.build_indirect_call(grow_ty, f, &args, "status"))?
+        let status = self
+            .call_builtin(GROW_MEMORY_BUILTIN, &args, "status")?
             .try_as_basic_value()
             .unwrap_basic()
             .into_int_value();
@@ -939,9 +950,22 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             .ok_or_else(|| CompileError::Llvm(format!("intrinsic {name} not found")))
     }
 
-    /// The callee for builtin `name` of type `ty`.
-    fn builtin(&self, name: &str, ty: FunctionType<'ctx>) -> Res<PointerValue<'ctx>> {
+    /// Calls `builtin` with `args`, declaring it with the LLVM type of its signature.
+    fn call_builtin(
+        &self,
+        builtin: &Builtin,
+        args: &[BasicMetadataValueEnum<'ctx>],
+        name: &str,
+    ) -> Res<CallSiteValue<'ctx>> {
+        let ty = self.builtin_tys[builtin.signature() as usize];
+        let f = self.callee(builtin, ty)?;
+        llvm(self.b.build_indirect_call(ty, f, args, name))
+    }
+
+    /// The callee for `builtin`, of type `ty`.
+    fn callee(&self, builtin: &Builtin, ty: FunctionType<'ctx>) -> Res<PointerValue<'ctx>> {
         let ptr_ty = self.cx.ptr_type(AddressSpace::default());
+        let name = builtin.name;
         match self.opts.linking {
             Linking::Direct => {
                 let f = self
@@ -951,7 +975,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 Ok(f.as_global_value().as_pointer_value())
             }
             Linking::PointerTable => {
-                let gname = format!("{POINTER_PREFIX}{name}");
+                let gname = builtin.pointer_symbol();
                 let g = match self.module.get_global(&gname) {
                     Some(g) => g,
                     None => {
@@ -972,7 +996,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         self.b.position_at_end(self.block_bbs[bi]);
         let sp0 = self.load_i64(self.sp_var, "sp0")?;
         self.sp0 = Some(sp0);
-        // SAFETY (IR): sp0 <= 1024 and the buffer holds 1024 items.
+        // SAFETY: (IR) sp0 <= 1024 and the buffer holds 1024 items.
         self.base =
             Some(unsafe { llvm(self.b.build_gep(self.i256, self.stack_base, &[sp0], "base"))? });
         self.off = 0;
@@ -1033,16 +1057,16 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     self.exit_result(r)?;
                     return Ok(());
                 }
-                InstKind::StackBuiltin(name, n)
+                InstKind::StackBuiltin(name, _)
                     if matches!(
                         inst.op,
                         opcode::DIV | opcode::SDIV | opcode::MOD | opcode::SMOD
                     ) =>
                 {
-                    self.emit_division(inst.op, name, n as i64)?;
+                    self.emit_division(inst.op, named_builtin(name)?)?;
                 }
-                InstKind::StackBuiltin(name, n) => {
-                    let r = self.call_stack_builtin(name, n as i64)?;
+                InstKind::StackBuiltin(name, _) => {
+                    let r = self.call_stack_builtin(named_builtin(name)?)?;
                     self.push(r)?;
                 }
                 InstKind::ValueBuiltin(name, n) => {
@@ -1051,13 +1075,11 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                         let st = llvm(self.b.build_store(self.scratch, v))?;
                         let _ = st.set_alignment(8);
                     }
-                    let f = self.builtin(name, self.value_fn_ty)?;
-                    llvm(self.b.build_indirect_call(
-                        self.value_fn_ty,
-                        f,
+                    self.call_builtin(
+                        named_builtin(name)?,
                         &[self.ctx_ptr.into(), self.scratch.into()],
                         "",
-                    ))?;
+                    )?;
                     let r = llvm(self.b.build_load(self.i256, self.scratch, "r"))?;
                     if let Some(inst) = r.as_instruction_value() {
                         let _ = inst.set_alignment(8);
@@ -1072,7 +1094,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     self.emit_host_call(
                         inst.pc,
                         inst.op,
-                        name,
+                        named_builtin(name)?,
                         suspends,
                         inst.inputs,
                         inst.outputs,
@@ -1233,7 +1255,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         &mut self,
         pc: u32,
         op: u8,
-        name: &str,
+        builtin: &Builtin,
         suspends: bool,
         inputs: u16,
         outputs: u16,
@@ -1258,12 +1280,8 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                 self.i64.const_int(pc as u64 + 1, false),
             )?;
         }
-        let f = self.builtin(name, self.host_fn_ty)?;
-        let status =
-            llvm(
-                self.b
-                    .build_indirect_call(self.host_fn_ty, f, &[self.ctx_ptr.into()], "status"),
-            )?
+        let status = self
+            .call_builtin(builtin, &[self.ctx_ptr.into()], "status")?
             .try_as_basic_value()
             .unwrap_basic()
             .into_int_value();
@@ -1586,32 +1604,27 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         let (pc, op, imm) = (inst.pc, inst.op, inst.imm);
         match inst.kind {
             InstKind::Halt(_) | InstKind::HostBuiltin { .. } => return Ok(None),
-            InstKind::StackBuiltin(name, n) => self.call_on_slots(name, n as i64)?,
+            InstKind::StackBuiltin(name, _) => self.call_on_slots(named_builtin(name)?)?,
             InstKind::ValueBuiltin(name, n) => {
                 // The operand's slot, or the new top's: the builtin writes its result there.
                 let io = self.slot(n as i64 - 1)?;
-                let f = self.builtin(name, self.value_fn_ty)?;
-                llvm(self.b.build_indirect_call(
-                    self.value_fn_ty,
-                    f,
-                    &[self.ctx_ptr.into(), io.into()],
-                    "",
-                ))?;
+                let args = [self.ctx_ptr.into(), io.into()];
+                self.call_builtin(named_builtin(name)?, &args, "")?;
                 self.off += 1 - n as i64;
             }
             InstKind::Memory => {
-                let name = memory_builtin_name(op).ok_or_else(|| {
+                let builtin = builtin_for_opcode(op, BuiltinKind::Memory).ok_or_else(|| {
                     CompileError::Internal(format!("opcode {op:#04x} has no memory builtin"))
                 })?;
                 let (inputs, outputs) = (inst.inputs, inst.outputs);
-                self.emit_host_call(pc, op, name, false, inputs, outputs, is_last, end_kind)?;
+                self.emit_host_call(pc, op, builtin, false, inputs, outputs, is_last, end_kind)?;
             }
             InstKind::Inline => match op {
                 STOP => {
                     self.exit_result(InstructionResult::Stop)?;
                     return Ok(Some(true));
                 }
-                LT if self.opts.flip_lt => self.call_on_slots("kiln_w_gt", 2)?,
+                LT if self.opts.flip_lt => self.call_on_slots(word_builtin(GT)?)?,
                 POP => self.off -= 1,
                 JUMPDEST => {}
                 PC => self.push_limbs([pc as u64, 0, 0, 0])?,
@@ -1669,28 +1682,18 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     self.emit_jumpi(pc, target, nz, const_target, bi)?;
                     return Ok(Some(true));
                 }
-                _ => match word_builtin_name(op) {
-                    Some((name, n)) => self.call_on_slots(name, n as i64)?,
-                    None => {
-                        return Err(CompileError::Internal(format!(
-                            "opcode {op:#04x} has no baseline lowering"
-                        )))
-                    }
-                },
+                _ => self.call_on_slots(word_builtin(op)?)?,
             },
         }
         Ok(Some(false))
     }
 
-    /// Calls the stack builtin `name` on the top `n` slots, in place; the result replaces the
-    /// deepest of them.
-    fn call_on_slots(&mut self, name: &str, n: i64) -> Res<()> {
+    /// Calls the stack or word builtin `builtin` on the top slots it takes, in place; the
+    /// result replaces the deepest of them.
+    fn call_on_slots(&mut self, builtin: &Builtin) -> Res<()> {
+        let n = builtin.operands as i64;
         let p = self.slot(n - 1)?;
-        let f = self.builtin(name, self.stack_fn_ty)?;
-        llvm(
-            self.b
-                .build_indirect_call(self.stack_fn_ty, f, &[p.into()], ""),
-        )?;
+        self.call_builtin(builtin, &[p.into()], "")?;
         self.off -= n - 1;
         Ok(())
     }
@@ -1701,7 +1704,7 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
         let idx = (self.off - 1 - k) * 4;
         let mut p = [self.base.unwrap(); 4];
         for (i, p) in p.iter_mut().enumerate() {
-            // SAFETY (IR): section checks guarantee the slot lies in the buffer.
+            // SAFETY: (IR) section checks guarantee the slot lies in the buffer.
             *p = unsafe {
                 llvm(self.b.build_gep(
                     self.i64,
@@ -1944,7 +1947,7 @@ impl<'ctx> Lowerer<'_, 'ctx> {
         table: PointerValue<'ctx>,
         i: IntValue<'ctx>,
     ) -> Res<inkwell::values::BasicValueEnum<'ctx>> {
-        // SAFETY (IR): the caller guarantees `i` is within the table.
+        // SAFETY: (IR) the caller guarantees `i` is within the table.
         let at = unsafe { llvm(self.b.build_gep(elem, table, &[i], "table.at"))? };
         llvm(self.b.build_load(elem, at, "table.v"))
     }
