@@ -94,7 +94,8 @@ pub struct KilnCtx<'h> {
     /// The host (revm context) for this frame.
     pub host: *mut (dyn Host + 'h),
     /// The host's gas parameters, read once per stretch: memory growth needs them every time,
-    /// and snailtracer grows memory 215,063 times per call, each a virtual call otherwise.
+    /// and code that builds structs and arrays grows memory word by word, each growth a
+    /// virtual call otherwise.
     /// They live in the host, which stays borrowed, unchanged, for the whole stretch.
     pub gas_params: *const GasParams,
     /// Storage slots this stretch of compiled code has loaded or stored, from
@@ -700,9 +701,9 @@ unsafe fn operands2(p: *mut U256) -> (U256, U256) {
 ///
 /// Compiled code writes a word held in registers as four 8-byte stores right before the call;
 /// a plain copy compiles to 16-byte loads, each spanning two of those stores, which the CPU
-/// cannot forward from its store buffer: the load waits until both stores reach the cache
-/// (46% of `kiln_sdiv`'s samples sat on that one load in snailtracer). Volatile 8-byte reads
-/// match the stores one to one and are forwarded.
+/// cannot forward from its store buffer: the load waits until both stores reach the cache,
+/// which made that one load the hot spot of `kiln_sdiv` in division-heavy code. Volatile
+/// 8-byte reads match the stores one to one and are forwarded.
 ///
 /// # Safety
 /// `p` must be a valid, initialised stack slot.
@@ -955,8 +956,8 @@ pub unsafe extern "C" fn kiln_v_calldataload(ctx: *mut KilnCtx<'_>, io: *mut U25
 ///
 /// Built in registers from the bytes: copying a short tail (a 4-byte selector) into a zeroed
 /// buffer and reading that back as words stalls on store forwarding, since each 8-byte load
-/// spans the copy's narrower stores; that one load took 80% of CALLDATALOAD's samples in
-/// `uniswap_v2_pair` (`getReserves`, 4 bytes of calldata).
+/// spans the copy's narrower stores, and a call with only a selector (`getReserves`, 4 bytes of
+/// calldata) spent most of CALLDATALOAD on that one load.
 fn padded_word(bytes: &[u8]) -> U256 {
     if let Some(full) = bytes.first_chunk::<32>() {
         return U256::from_be_bytes(*full);

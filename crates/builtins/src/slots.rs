@@ -2,27 +2,27 @@
 //!
 //! An SLOAD goes through revm's journal: a hash lookup of the account, then of the slot, then the
 //! warm/cold bookkeeping. Loops that read the same slots over and over (snailtracer's scene, a
-//! token's configuration) spent a fifth of their compiled run there. Between two calls out of the
+//! token's configuration) spend much of their compiled run there. Between two calls out of the
 //! compiled code into revm's frame loop, though, a slot of the executing account changes only
 //! through this frame's own SSTOREs: other frames run only after the compiled function returns
-//! (calls and creates suspend it, see DESIGN.md §3), and a new [`KilnCtx`](crate::KilnCtx), with
-//! an empty cache, is built for every resumption. So a slot this stretch has loaded or stored
-//! holds the value recorded here, and it is warm, so revm would charge nothing beyond SLOAD's
-//! static cost, which the compiled code has already paid.
+//! (calls and creates suspend it, see "Calls that suspend" in docs/architecture.md), and a new
+//! [`KilnCtx`](crate::KilnCtx), with an empty cache, is built for every resumption. So a slot
+//! this stretch has loaded or stored holds the value recorded here, and it is warm, so revm would
+//! charge nothing beyond SLOAD's static cost, which the compiled code has already paid.
 //!
-//! The cache is 64 KiB, too big to build per stretch: building the context by value copied it,
-//! and weth and uniswap_v2_pair ran at half the interpreter's speed. Each thread keeps one
+//! The cache is 64 KiB, too big to build per stretch: building the context by value copied it on
+//! every entry into compiled code, which cost more than compiling saved. Each thread keeps one
 //! ([`with_slot_cache`]) and a stretch starts by clearing its valid bits. It comes into use only
 //! from a stretch's [`WARM_UP_LOADS`]th SLOAD on: most calls into a token or a pool load a
 //! handful of distinct slots, for which recording costs more than it saves (uniswap_v2_pair's
-//! `getReserves` is one SLOAD; recording it cost about 2% of the transaction).
+//! `getReserves` is one SLOAD, which a cache cannot answer but would still record).
 
 use revm::primitives::U256;
 use std::cell::RefCell;
 
 /// Entries in the cache: two ways per set. Loops that walk a scene or an order book touch a
-/// few hundred slots (snailtracer: 334 distinct slots, 93,239 loads per call); with 512
-/// direct-mapped entries a third of its loads still missed on collisions.
+/// few hundred slots; with half as many direct-mapped entries, collisions between them still
+/// sent many loads to revm.
 const ENTRIES: usize = 1024;
 const SETS: usize = ENTRIES / 2;
 
@@ -178,8 +178,9 @@ impl SlotCache {
     ///
     /// SLOAD learns the value only from revm, after a call: keeping the key alive across that
     /// call made the compiler spill it with 8-byte stores right before comparing it with 16-byte
-    /// loads, which cannot be forwarded from those stores (a third of the builtin's samples in
-    /// erc20_transfer). Writing the key into its entry before the call leaves nothing to spill.
+    /// loads, which cannot be forwarded from those stores, so every lookup stalled until the
+    /// stores reached the cache. Writing the key into its entry before the call leaves nothing to
+    /// spill.
     #[inline]
     pub fn get_or_claim(&mut self, key: &U256) -> Result<U256, Claim> {
         let set = Self::set(key);
@@ -230,8 +231,8 @@ impl SlotCache {
 
 /// `a == b`, limb by limb in registers. `==` on words compiles to a memory comparison: the key,
 /// just read limb by limb from the EVM stack, was stored back to the native stack with 8-byte
-/// stores and compared with 16-byte loads, which cannot be forwarded from those stores (a third
-/// of SLOAD's samples in erc20_transfer).
+/// stores and compared with 16-byte loads, which cannot be forwarded from those stores, so each
+/// comparison waited for the stores to reach the cache.
 #[inline(always)]
 fn same_word(a: &U256, b: &U256) -> bool {
     let (a, b) = (a.as_limbs(), b.as_limbs());

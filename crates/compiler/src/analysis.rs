@@ -7,9 +7,10 @@
 //! - A *section* is a run of instructions inside a block whose static gas and stack bounds are
 //!   checked once, at its start. A section ends after every instruction that observes or changes
 //!   gas beyond its static cost (every host builtin, GAS), so that such an instruction sees exactly
-//!   the gas the interpreter would see (DESIGN.md §4). When a section's check fails, the compiled
-//!   code hands the frame to the interpreter at the section's first pc, and the interpreter, which
-//!   executes the section one instruction at a time, produces the exact halt reason.
+//!   the gas the interpreter would see (see "Gas sections" in docs/architecture.md). When a
+//!   section's check fails, the compiled code hands the frame to the interpreter at the section's
+//!   first pc, and the interpreter, which executes the section one instruction at a time,
+//!   produces the exact halt reason.
 
 use revm::{
     bytecode::opcode::{self, OpCode},
@@ -70,7 +71,7 @@ pub struct Inst {
 
 /// Memory growth done once for a run of accesses at `base + c` in one block (Solidity fills a
 /// new struct or array field by field, each store one word past the last, so each grows memory
-/// by a word: snailtracer grew memory 215,063 times per call).
+/// by a word, and code that builds structs in a loop grows memory at almost every store).
 ///
 /// The first access of the run may grow memory to the end of the run's furthest access at once.
 /// Between the accesses lie only instructions that cannot observe gas or memory size or fail by
@@ -169,10 +170,10 @@ pub struct StraightLine {
 
 impl StraightLine {
     /// Interpreted instructions that one entry into compiled code costs (dispatch, context set-up
-    /// and the status conversion). Measured with `kiln bench` on ../shared/bench/contracts: a
-    /// proxy with 16 inline instructions, 7 host calls and 1 call ran 8% slower compiled; the
-    /// 4788/2935 system contracts (38-48 inline, 7-11 host) at 0.98-1.02x; a byte-swapping
-    /// contract with 212 inline instructions and 35 host calls 1.46x faster.
+    /// and the status conversion). Fitted with `kiln bench` to loop-free contracts on either
+    /// side of break-even: a forwarding proxy that ran slower compiled, system contracts that
+    /// ran as fast, and a byte-swapping contract that ran faster (the calibration is in
+    /// docs/performance-history.md).
     pub const ENTRY_COST: usize = 32;
     /// Interpreted instructions that one host call from compiled code costs beyond the
     /// interpreter's own call of the same function.
@@ -252,9 +253,9 @@ impl Analysis {
     }
 
     /// What the baseline tier's compile time grows with: the compiled instructions, a SWAP
-    /// counting 4 (two words of limbs in and out) and a DUP 2. Measured on one-block worst
-    /// cases (`kiln fuzz --bombs --opt-level baseline`): 24 KiB of SWAP16 took 2.1 s, of
-    /// DUP16 0.7 s, 128 KiB of `PUSH1 x ADD` 1.7 s, about 20 us per unit.
+    /// counting 4 (two words of limbs in and out) and a DUP 2: the weights that make compile
+    /// time proportional to the cost on one-block worst cases (`kiln fuzz --bombs --opt-level
+    /// baseline`).
     pub fn baseline_cost(&self) -> usize {
         self.hot_insts()
             .map(|i| match i.op {

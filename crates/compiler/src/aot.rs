@@ -40,7 +40,8 @@ pub struct AotFunction {
 }
 
 impl AotFunction {
-    /// Loads a library produced by [`compile_to_bytes`] with [`Emit::So`] and binds its builtins.
+    /// Loads a library produced by [`compile_to_bytes`](crate::compile_to_bytes) with
+    /// [`Emit::So`](crate::Emit::So) and binds its builtins.
     pub fn load(path: &Path) -> Result<Self, CompileError> {
         // SAFETY: loading a library runs its initialisers; kiln's libraries have none of their
         // own, and only libraries from a cache directory that other users cannot write to (or a

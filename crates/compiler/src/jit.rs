@@ -4,11 +4,11 @@
 //! are dropped as soon as the object is emitted.
 //!
 //! The previous design kept an MCJIT engine per function, and with it the function's whole LLVM
-//! context, as long as the code lived: 927 KiB of RSS per live counter (367 bytes of bytecode),
-//! 2.9 MiB per erc20_transfer and 8.3 MiB per uniswap_v2_pair, against 24 KiB, 197 KiB and
-//! 786 KiB now (`cargo run --release -p kiln-compiler --example jit_memory -- CODE.hex 20`).
-//! Dropping MCJIT's per-engine target machine also cut the JIT compile time of the whole
-//! GeneralStateTests suite (10,910 small functions) from 217 to 166 s.
+//! context, as long as the code lived, which multiplied the resident memory of every live
+//! function (the `jit_memory` example measures it:
+//! `cargo run --release -p kiln-compiler --example jit_memory -- CODE.hex 20`). Dropping
+//! MCJIT's per-engine target machine also took a fixed cost off every compilation, which
+//! counts most when compiling many small functions, as the GeneralStateTests suite does.
 
 use crate::{build_module, lower::Linking, CompileError, CompileOptions, Coverage};
 use inkwell::{context::Context, memory_buffer::MemoryBuffer, targets::FileType};
@@ -192,7 +192,7 @@ pub(crate) fn compile(
     let (buffer, object_bytes) = {
         let cx = Context::create();
         // Nobody reads the IR of a JIT compilation, and naming every value (unique names in a
-        // string map per function) was 5% of a baseline compilation.
+        // string map per function) is a visible part of a baseline compilation.
         // SAFETY: `cx` is a live context; the flag only stops it from storing value names.
         unsafe { llvm_sys::core::LLVMContextSetDiscardValueNames(cx.raw(), 1) };
         let built = build_module(&cx, code, spec, opts, coverage, Linking::Direct, &name)?;

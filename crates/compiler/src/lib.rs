@@ -108,7 +108,7 @@ pub enum CompileError {
     },
     /// Too many JUMPDESTs reachable by a dynamic jump: every one is an entry of the dynamic-jump
     /// switch, all in one loop, and LLVM's block placement grows faster than quadratically in
-    /// them (1,000 took 3 s, 2,000 took 16 s, 4,000 over two minutes).
+    /// them.
     #[error("{targets} dynamic jump targets exceed the compile budget of {limit}")]
     TooManyJumpTargets {
         /// JUMPDESTs in code that has a dynamic jump.
@@ -248,20 +248,23 @@ pub struct CompileOptions {
     /// Refuse code larger than this.
     pub max_code_size: usize,
     /// Refuse code with more basic blocks than this (LLVM's code generation grows faster than
-    /// linearly in them: 1,890 small loops took 2.7 s, 2,730 call resume points 3.4 s). Counts
+    /// linearly in them, whether they are small loops or call resume points). Counts
     /// cold blocks too, as `max_dynamic_targets` counts cold JUMPDESTs (each is still a block or
     /// a switch case); the section and wide-arithmetic budgets count compiled code only.
     pub max_blocks: usize,
     /// Refuse code with a dynamic jump and more JUMPDESTs than this
     /// ([`CompileError::TooManyJumpTargets`]).
     pub max_dynamic_targets: usize,
-    /// Refuse code with more gas sections than this (8,192 `SLOAD`s took 21 s to compile).
+    /// Refuse code with more gas sections than this: each is a bail-out edge to the shared
+    /// hand-over block and, for a host call, a call site, and code generation grows faster than
+    /// linearly in them.
     pub max_sections: usize,
-    /// Refuse code with more MUL/DIV/SDIV/MOD/SMOD/ADDMOD/MULMOD/EXP than this (12,000 chained
-    /// MULs took over a minute; weierstrudel, the heaviest real contract measured, has 1,538).
+    /// Refuse code with more MUL/DIV/SDIV/MOD/SMOD/ADDMOD/MULMOD/EXP than this: each expands to
+    /// dozens of machine instructions, so long chains of them take LLVM longer than the code
+    /// could save. The heaviest real contract measured stays below it.
     pub max_wide_arith: usize,
     /// At the baseline tier, refuse code whose [`analysis::Analysis::baseline_cost`] exceeds
-    /// this (about 0.6 s of compile time at 20 us per unit); the tiered runtime then compiles
+    /// this, which bounds the baseline tier's compile time; the tiered runtime then compiles
     /// it at the default level, whose virtual stack and constant folding make such code cheap.
     /// Deployed contracts (at most 24 KiB) stay well below it.
     pub baseline_max_cost: usize,
@@ -271,10 +274,10 @@ pub struct CompileOptions {
     /// (see [`Pipeline`]).
     pub full_opt_max_sections: usize,
     /// Up to this many basic blocks, static edges pass the target block's entry stack slots in
-    /// registers (phis) instead of through revm's stack buffer. Worth 14-17% on tight loops
-    /// (fibonacci, factorial); in large functions the values live across many blocks and
-    /// doubled greedy register allocation time (uniswap_v2_pair, 434 blocks) for no
-    /// measurable run-time gain.
+    /// registers (phis) instead of through revm's stack buffer. That pays on tight loops
+    /// (fibonacci, factorial), whose values then stay in registers around the loop; in large
+    /// functions the values live across many blocks, which makes greedy register allocation
+    /// much slower for no measurable run-time gain.
     pub pass_slots_max_blocks: usize,
     /// Refuse loop-free code whose compiled form would not beat the interpreter
     /// ([`CompileError::Unprofitable`]). Off by default, so that asking for a compilation
@@ -325,21 +328,17 @@ pub(crate) fn init_llvm() -> Result<(), CompileError> {
     INIT.get_or_init(|| {
         // The machine scheduler builds a dependence graph per scheduling region that is
         // quadratic in its memory operations; EVM blocks lowered to straight-line code can hold
-        // thousands, which took minutes. Out-of-order x86 cores gain little from it. Store
-        // merging in the DAG combiner is quadratic in adjacent stores the same way (a block
-        // that leaves 1,000 values on the stack writes 4,000 adjacent words).
+        // thousands. Out-of-order x86 cores gain little from it. Store merging in the DAG
+        // combiner is quadratic in adjacent stores the same way (a block that leaves 1,000
+        // values on the stack writes 4,000 adjacent words).
         // The greedy register allocator's region splitting grows each region over the CFG with
         // a budget of 10,000 edge visits per live range; a large contract is one function of
         // thousands of blocks with values (the context, the stack base) live across all of
-        // them, and growing regions was a quarter of snailtracer's code generation. A budget
-        // of 1,000: snailtracer 4.2-4.7 -> 3.3-3.5 s, uniswap_v2_pair 1.40-1.50 -> 1.24-1.40 s,
-        // weth 238-262 -> 214-231 ms, speeds within noise (3 alternating `kiln bench` rounds).
+        // them, so growing regions is a large part of a large contract's code generation. A
+        // budget of 1,000 compiles large contracts faster, and their code runs as fast.
         // Loop strength reduction (a code-generation IR pass) builds scalar evolutions of the
-        // 256-bit induction variables and rewrites them into the same loops: 10% of the
-        // compile time of small loops (fibonacci 7.6-11.4 -> 6.9-8.8 ms, hash_10k 33.4-34.8
-        // -> 30.3-32.1) for no speed (fibonacci 2.78-2.80 vs 2.63-2.71 us per transaction,
-        // factorial 6.17-6.32 vs 6.13-6.32 us, snailtracer 16.1-17.3 vs 16.2-16.8 ms; alternating
-        // rounds of `kiln bench --filter X --modes jit --min-time 1`).
+        // 256-bit induction variables and rewrites them into the same loops: a noticeable part
+        // of the compile time of small loops, for code that runs no faster.
         // Extra LLVM options for experiments (e.g. `-regalloc=basic`), never needed in normal
         // use; they come last, and LLVM keeps an option's last value, so they can replace a
         // default.
@@ -425,10 +424,8 @@ fn host_target_machine(key: CodegenKey) -> Result<std::rc::Rc<TargetMachine>, Co
 ///
 /// It targets the architecture's baseline CPU, not the host's model (as the JIT's MCJIT
 /// engines did before the JIT moved to ORC and this machine). On an AVX-512 host the host
-/// model's vector registers made greedy register allocation of the 256-bit words several times slower (snailtracer's AOT
-/// compile 15.9 -> 5.2 s with the baseline, allocation 10.6 -> 1.2 s, `-time-passes`) and the
-/// code no faster (AOT snailtracer 3.72x with the host model, 3.98x with the baseline, in one
-/// `kiln bench --modes jit,aot` run each). The artifacts also run on any CPU of the architecture.
+/// model's vector registers made greedy register allocation of the 256-bit words several times
+/// slower, and the code no faster. The artifacts also run on any CPU of the architecture.
 fn new_host_target_machine(opt: OptLevel) -> Result<TargetMachine, CompileError> {
     init_llvm()?;
     let triple = TargetMachine::get_default_triple();
@@ -571,7 +568,8 @@ fn build_module<'ctx>(
         .verify()
         .map_err(|e| CompileError::Internal(format!("invalid IR: {}", e.to_string())))?;
     // `default<O0>` would only run passes this IR does not need (always-inline, annotation
-    // and allocation-token passes, ...): skipping it is 5% of a baseline compilation.
+    // and allocation-token passes, ...), a fixed cost that is visible in a baseline
+    // compilation.
     if pipeline != Pipeline::None {
         module
             .run_passes(pipeline.passes(), &tm, PassBuilderOptions::create())
@@ -603,39 +601,28 @@ impl Built<'_> {
 /// recompute the stack base each iteration. The rest of `default<O2>` (the inliner and
 /// interprocedural passes, vectorizers, unrolling, a dozen analyses built per function) is
 /// fixed work per function that a contract, one function calling only external builtins, does
-/// not use. Measured with two alternating rounds of `kiln bench ../shared/bench/contracts
-/// --modes jit`: compile time fibonacci-calldata 11 -> 7-8 ms, factorial 11-18 -> 8-10,
-/// hash_10k 43-62 -> 32-36, bswap64 74-122 -> 63, counter 22-24 -> 18-19; speeds within
-/// noise (alternating builds, `--filter X --min-time 1`, calm rounds: fibonacci-calldata
-/// 2.65-2.71 vs 2.70-2.72 us per transaction, hash_10k 1.15 vs 1.13-1.17 ms, factorial 6.1 us
-/// either way). Without the loop passes factorial fell to 9.5x (target 9). `--opt-level 1`
-/// and `3` keep LLVM's `default<O1>`/`default<O3>` for small functions.
+/// not use: leaving it out compiles small contracts faster, and their code runs as fast.
+/// Without the loop passes, loops run slower. `--opt-level 1` and `3` keep LLVM's
+/// `default<O1>`/`default<O3>` for small functions.
 ///
 /// Larger functions get a lean scalar pipeline: SROA, early CSE, instcombine,
 /// CFG simplification, GVN and dead-store elimination, with no loop passes and no inliner (a
-/// compiled contract is one function that calls only external builtins). Measured with
-/// `kiln bench` on the contracts above 64 sections (weth, erc20_transfer, uniswap_v2_pair,
-/// snailtracer, main/): the same run time within noise (weth 1.35x vs 1.36x), with 20-35% less
-/// compile time (weth 420 -> 320 ms). Lean functions also select instructions with FastISel,
-/// which handles the 64-bit bookkeeping (gas, stack pointer, memory bounds) and leaves the
-/// 256-bit arithmetic to SelectionDAG: 25-30% less compile time on the large contracts
-/// (snailtracer 7.0 -> 4.9 s, uniswap_v2_pair 2.4 -> 1.7-1.9 s, erc20_transfer 481 -> 368 ms;
-/// medians of three `kiln bench ../shared/bench/contracts --modes jit` runs) with speeds
-/// within noise. Small functions keep SelectionDAG where they loop (a cycle of static edges,
-/// [`analysis::Analysis::has_static_loop`]): FastISel ran fibonacci-calldata's loop 8% slower
-/// (2.70 -> 2.92-2.95 us per transaction) for no compile-time gain. Loop-free small functions
-/// (a contract's dispatcher and straight-line methods) use FastISel too: bswap64 105 -> 66 ms,
-/// bswap64_opt 64 -> 37, counter 23 -> 18 (medians of three alternating `kiln bench
-/// ../shared/bench/contracts --modes jit,jit-profiled` runs; speeds within noise).
+/// compiled contract is one function that calls only external builtins). On large contracts
+/// their code runs as fast as under the small functions' pipeline, and compiles faster. Lean
+/// functions also select instructions with FastISel, which handles the 64-bit bookkeeping (gas,
+/// stack pointer, memory bounds) and leaves the 256-bit arithmetic to SelectionDAG: large
+/// contracts compile faster again, and run as fast. Small functions keep SelectionDAG where they
+/// loop (a cycle of static edges, [`analysis::Analysis::has_static_loop`]): FastISel made the
+/// loops slower for no compile-time gain. Loop-free small functions (a contract's dispatcher and
+/// straight-line methods) use FastISel too: they compile faster and run as fast.
 ///
 /// The lean pipeline also bounds compile time: every section's bail-out edge leaves any loop it
 /// sits in, so a loop body with `n` sections has `n` exits, and LCSSA (run before every loop
-/// pass) inserts phis for each value at each exit it dominates, quadratic in `n` (3 KB of
-/// `GAS GAS TSTORE` in a loop took 34 s in LCSSA alone).
+/// pass) inserts phis for each value at each exit it dominates, quadratic in `n`.
 ///
 /// Above `optimize_max_blocks` jump targets even the lean pipeline grows faster than linearly
-/// (the shared dynamic-jump switch has an edge to every JUMPDEST: 6,144 of them took 30 s), so
-/// such code gets no middle-end passes at all; instruction selection stays linear.
+/// (the shared dynamic-jump switch has an edge to every JUMPDEST), so such code gets no
+/// middle-end passes at all; instruction selection stays linear.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pipeline {
     /// No optimisation (`--opt-level 0`).

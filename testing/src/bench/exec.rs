@@ -573,8 +573,8 @@ impl Compiler {
                 .compiled
                 .entry((mode, *hash, spec, coverage.clone()))
                 .or_insert_with(|| {
-                    // The median of a few compilations: one compilation's time varies by half
-                    // from run to run on a shared 2-core machine. AOT compiles once: a second
+                    // The median of a few compilations: one compilation's time varies widely
+                    // from run to run on a shared machine. AOT compiles once: a second
                     // call would load the artifact the first one stored.
                     let samples = match runtime.backend() {
                         kiln_runtime::Backend::Aot(_) => 1,

@@ -30,10 +30,10 @@ const BATCH_TIME: Duration = Duration::from_micros(50);
 /// rotates every round, because a mode can pay for running right after another one (caches
 /// and predictors trained by different code): 6 rounds give each of up to 3 modes every
 /// position equally often. Shorter turns cancel more of a shared machine's drift but charge
-/// each turn for following another mode's code, unevenly: with turns of 1 ms kiln's interpreter
-/// took 1.03-1.06x stock revm's time on `contracts/` (0.97-1.06x with these rounds) and weth's
-/// JIT ran at 1.25-1.31x the interpreter (1.38-1.41x), while a node runs one EVM for good.
-const ROUNDS: u64 = 6;
+/// each turn for following another mode's code, unevenly (turns of a millisecond visibly
+/// slowed kiln's interpreter against stock revm and the JIT against the interpreter), while a
+/// node runs one EVM for good.
+pub const ROUNDS: u64 = 6;
 
 /// Timing statistics of one mode on one workload, per transaction.
 #[derive(Clone, Debug)]

@@ -1,10 +1,10 @@
 //! `kiln fuzz`: differential fuzzing of the compiled modes against revm's interpreter.
 //!
-//! Each generated program ([`gen`]) runs under every requested fork on stock revm and in every
-//! compiled mode; the outcomes (gas, refund, halt reason, output, logs, state diff) must be equal.
-//! A divergence is minimized ([`minimize`]) and written as a GeneralStateTests file whose
-//! expectation is the interpreter's ([`statetest_out`]), next to a one-line summary. `--bombs`
-//! instead measures the compiler on worst-case inputs ([`bombs`]).
+//! Each generated program (module `gen`) runs under every requested fork on stock revm and in
+//! every compiled mode; the outcomes (gas, refund, halt reason, output, logs, state diff) must be
+//! equal. A divergence is minimized (module `minimize`) and written as a GeneralStateTests file
+//! whose expectation is the interpreter's (module `statetest_out`), next to a one-line summary.
+//! `--bombs` instead measures the compiler on worst-case inputs (module `bombs`).
 
 mod bombs;
 mod exec;

@@ -74,8 +74,8 @@ pub struct StatetestArgs {
     #[arg(long, value_name = "DIR")]
     aot_dir: Option<PathBuf>,
 
-    /// Also run fixtures skipped by default for being slow (they pass, but one of them alone
-    /// takes about 35 s, all of it inside a precompile).
+    /// Also run fixtures skipped by default for being slow (they pass, but spend their time
+    /// inside a precompile, which no mode compiles).
     #[arg(long)]
     include_slow: bool,
 }
