@@ -4,11 +4,14 @@ use kiln_builtins::{
     with_slot_cache, CompiledFn, KilnCtx, STATUS_COLD_CODE, STATUS_CONTINUE_IN_INTERPRETER,
 };
 use kiln_compiler::Coverage;
-use kiln_runtime::{CompiledCode, Lookup, Profile, Runtime, RuntimeStats};
+use kiln_runtime::{
+    BlockId, BlockUsage, CodeUsage, CompiledCode, Lookup, Profile, Runtime, RuntimeStats,
+};
 use revm::primitives::B256;
 use revm::{
     interpreter::{
         interpreter::{EthInterpreter, STACK_LIMIT},
+        interpreter_action::FrameInput,
         interpreter_types::{Jumps, LoopControl},
         GasTable, Host, InstructionResult, InstructionTable, Interpreter, InterpreterAction,
     },
@@ -61,6 +64,61 @@ pub struct FrameCache {
     tiered: bool,
     /// Entries of `hits` that were baseline code waiting for promotion when looked up.
     baseline_held: usize,
+    /// Gas and frames per code for the block being executed, when the runtime collects usage.
+    tally: Option<Box<Tally>>,
+}
+
+/// One EVM's usage of each code in one block. A frame finds its code's slot once, when it
+/// starts; every run of it then adds to a vector element, with no hashing and no shared write.
+#[derive(Debug, Default)]
+struct Tally {
+    block: Option<BlockId>,
+    index: FxHashMap<B256, u32>,
+    codes: Vec<(B256, CodeUsage)>,
+    /// The slot of each live frame, by depth.
+    by_depth: Vec<u32>,
+}
+
+impl Tally {
+    /// Counts one frame run: `start` is whether the frame started with this run.
+    fn record(&mut self, depth: usize, start: bool, hash: impl FnOnce() -> B256, gas: u64) {
+        let slot = if start {
+            let hash = hash();
+            let next = self.codes.len() as u32;
+            let slot = *self.index.entry(hash).or_insert(next);
+            if slot == next {
+                self.codes.push((hash, CodeUsage::default()));
+            }
+            if self.by_depth.len() <= depth {
+                self.by_depth.resize(depth + 1, u32::MAX);
+            }
+            self.by_depth[depth] = slot;
+            self.codes[slot as usize].1.frames += 1;
+            slot
+        } else {
+            match self.by_depth.get(depth) {
+                Some(&slot) if slot != u32::MAX => slot,
+                _ => return,
+            }
+        };
+        if let Some((_, usage)) = self.codes.get_mut(slot as usize) {
+            usage.gas += gas;
+        }
+    }
+
+    /// Hands the tally so far to the runtime and starts afresh for `next`.
+    fn hand_over(&mut self, runtime: &Runtime, next: Option<BlockId>) {
+        if let Some(block) = self.block {
+            if !self.codes.is_empty() {
+                self.index.clear();
+                runtime.usage_reports().report(BlockUsage {
+                    block,
+                    codes: std::mem::take(&mut self.codes),
+                });
+            }
+        }
+        self.block = next;
+    }
 }
 
 /// Whether and why compiled code handed its frame to the interpreter.
@@ -87,6 +145,9 @@ pub const TIERED_RELOOKUP_TRANSACTIONS: u64 = 8;
 impl Drop for FrameCache {
     fn drop(&mut self) {
         self.flush_stats();
+        if let Some(mut tally) = self.tally.take() {
+            tally.hand_over(&self.runtime, None);
+        }
     }
 }
 
@@ -94,6 +155,10 @@ impl FrameCache {
     /// An empty cache for the EVM of `runtime`.
     pub fn new(runtime: Arc<Runtime>) -> Self {
         let (runtime_epoch, tiered) = (runtime.epoch(), runtime.is_tiered());
+        let tally = runtime
+            .usage_reports()
+            .collecting()
+            .then(Box::<Tally>::default);
         Self {
             runtime,
             hits: FxHashMap::default(),
@@ -108,6 +173,7 @@ impl FrameCache {
             transactions: 0,
             tiered,
             baseline_held: 0,
+            tally,
         }
     }
 
@@ -116,13 +182,20 @@ impl FrameCache {
         &self.runtime
     }
 
-    /// Called before each transaction: forgets the functions found so far when they may be out
-    /// of date (see the type's documentation). No frame is running here, so no frame loses the
+    /// Called before each transaction of the block `block` identifies: forgets the functions
+    /// found so far when they may be out of date (see the type's documentation), and hands the
+    /// usage tally over when the block changed. No frame is running here, so no frame loses the
     /// function it started in.
     #[inline]
-    pub fn begin_transaction(&mut self) {
+    pub fn begin_transaction(&mut self, block: impl FnOnce() -> BlockId) {
         if !self.runtime.is_enabled() {
             return;
+        }
+        if let Some(tally) = &mut self.tally {
+            let block = block();
+            if tally.block != Some(block) {
+                tally.hand_over(&self.runtime, Some(block));
+            }
         }
         // Installs what the background compiler finished, so that the epoch shows it; a load
         // of a flag when nothing is pending. Only the tiered policy promotes.
@@ -264,8 +337,43 @@ impl FrameCache {
 }
 
 /// Runs the frame's interpreter until it returns an action, on compiled code if the cache's
-/// runtime has (or, by its policy, makes) a function for the frame's code.
+/// runtime has (or, by its policy, makes) a function for the frame's code; and, when the runtime
+/// collects usage, adds the gas the frame's own instructions spent to its code's tally.
+#[inline]
 pub fn run_frame<H: Host>(
+    cache: &mut FrameCache,
+    depth: usize,
+    interpreter: &mut Interpreter<EthInterpreter>,
+    host: &mut H,
+    table: &InstructionTable<EthInterpreter, H>,
+    gas_table: &GasTable,
+) -> InterpreterAction {
+    if cache.tally.is_none() {
+        return run_frame_untallied(cache, depth, interpreter, host, table, gas_table);
+    }
+    let start = interpreter.bytecode.pc() == 0;
+    let before = interpreter.gas.remaining();
+    let action = run_frame_untallied(cache, depth, interpreter, host, table, gas_table);
+    // A call or create charges its callee's whole gas limit here; what the callee spends counts
+    // for the callee's code, and what it leaves comes back before this frame runs again.
+    let forwarded = match &action {
+        InterpreterAction::NewFrame(FrameInput::Call(call)) => call.gas_limit,
+        InterpreterAction::NewFrame(FrameInput::Create(create)) => create.gas_limit(),
+        _ => 0,
+    };
+    let spent = before
+        .saturating_sub(interpreter.gas.remaining())
+        .saturating_sub(forwarded);
+    if let Some(tally) = &mut cache.tally {
+        let bytecode = &mut interpreter.bytecode;
+        tally.record(depth, start, || bytecode.get_or_calculate_hash(), spent);
+    }
+    action
+}
+
+/// [`run_frame`] without the usage tally.
+#[inline]
+fn run_frame_untallied<H: Host>(
     cache: &mut FrameCache,
     depth: usize,
     interpreter: &mut Interpreter<EthInterpreter>,

@@ -1,12 +1,12 @@
 //! [`KilnEvm`]: revm's EVM with kiln's frame dispatch.
 
 use crate::dispatch::{run_frame, FrameCache};
-use kiln_runtime::Runtime;
+use kiln_runtime::{BlockId, Runtime};
 use revm::{
     context::{Cfg, ContextSetters, ContextTr, Evm, FrameStack, JournalTr},
     context_interface::{
         result::{EVMError, ExecResultAndState, ExecutionResult, HaltReason, InvalidTransaction},
-        Database,
+        Block, Database,
     },
     handler::{
         evm::{ContextDbError, FrameInitResult, FrameTr},
@@ -150,6 +150,18 @@ where
     }
 }
 
+/// The identity of the block a context executes, for the usage tally.
+fn block_id(block: &impl Block) -> BlockId {
+    BlockId {
+        number: block.number().saturating_to(),
+        timestamp: block.timestamp().saturating_to(),
+        beneficiary: block.beneficiary(),
+        prevrandao: block.prevrandao(),
+        gas_limit: block.gas_limit(),
+        basefee: block.basefee(),
+    }
+}
+
 type KilnHandler<CTX, INSP, P> = MainnetHandler<
     KilnEvm<CTX, INSP, P>,
     EVMError<<<CTX as ContextTr>::Db as Database>::Error, InvalidTransaction>,
@@ -173,7 +185,8 @@ where
 
     fn transact_one(&mut self, tx: Self::Tx) -> Result<Self::ExecutionResult, Self::Error> {
         self.inner.ctx.set_tx(tx);
-        self.cache.begin_transaction();
+        let ctx = &self.inner.ctx;
+        self.cache.begin_transaction(|| block_id(ctx.block()));
         let result = KilnHandler::<CTX, INSP, P>::default().run(self);
         self.cache.end_transaction();
         result
@@ -186,7 +199,8 @@ where
     fn replay(
         &mut self,
     ) -> Result<ExecResultAndState<ExecutionResult<HaltReason>, EvmState>, Self::Error> {
-        self.cache.begin_transaction();
+        let ctx = &self.inner.ctx;
+        self.cache.begin_transaction(|| block_id(ctx.block()));
         let result = KilnHandler::<CTX, INSP, P>::default().run(self);
         self.cache.end_transaction();
         let state = self.finalize();

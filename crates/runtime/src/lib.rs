@@ -33,5 +33,5 @@ pub use policy::{
 pub use runtime::{Backend, Lookup, Runtime};
 pub use stats::RuntimeStats;
 pub use store::{CodeKey, Entry, Store};
-pub use usage::Usage;
+pub use usage::{BlockId, BlockUsage, CodeUsage, Usage, UsageReports};
 pub use workers::{CompileRequest, Compiler, InProcess, WorkerPool};

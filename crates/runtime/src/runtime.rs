@@ -8,7 +8,7 @@ use crate::{
         CompilePolicy, DEFAULT_PROMOTE_AFTER,
     },
     ArtifactDir, ArtifactKey, CodeKey, CompiledCode, Entry, RuntimeError, RuntimeStats, Store,
-    Usage,
+    Usage, UsageReports,
 };
 use kiln_compiler::{CompileError, CompileOptions, Coverage, OptLevel};
 use revm::primitives::{hardfork::SpecId, B256};
@@ -66,6 +66,7 @@ pub struct Runtime {
     options: CompileOptions,
     store: Store,
     usage: Usage,
+    reports: UsageReports,
     pub(crate) profiled: Profiled,
     /// The tiered policy's state, when it is in force (JIT above the baseline level).
     tiered: Option<Tiered>,
@@ -96,6 +97,7 @@ impl Runtime {
             options,
             store: Store::default(),
             usage: Usage::default(),
+            reports: UsageReports::default(),
             profiled: Profiled::default(),
             tiered,
             stats: RuntimeStats::default(),
@@ -159,6 +161,11 @@ impl Runtime {
     /// Lookups per code.
     pub fn usage(&self) -> &Usage {
         &self.usage
+    }
+
+    /// Per-block usage handed over by EVMs (collected only once turned on).
+    pub fn usage_reports(&self) -> &UsageReports {
+        &self.reports
     }
 
     /// The backend.

@@ -1,9 +1,14 @@
-//! How often each code has been looked up: the runtime's own measure of heat, which the tiered
-//! policy promotes by and anyone may read.
+//! How much each code is used: lookups counted by the runtime (the tiered policy promotes by
+//! them), and the gas and frames each EVM tallies per block and hands over for the hot-code
+//! service to weigh against the canonical chain.
 
 use crate::CodeKey;
+use revm::primitives::{Address, B256};
 use rustc_hash::FxHashMap;
-use std::sync::Mutex;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Mutex,
+};
 
 /// Lookups per code. An EVM looks a code up when it first runs it (and again after the store
 /// changed, or now and then while it holds baseline code), not per frame, so one lock per lookup
@@ -43,5 +48,78 @@ impl Usage {
             .collect();
         all.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         all
+    }
+}
+
+/// What identifies the block an EVM executed, from its block environment: enough to tell a
+/// canonical block's execution from that of another block at the same height (a side fork, a
+/// payload built and dropped) when the chain's notifications arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BlockId {
+    /// Block number.
+    pub number: u64,
+    /// Timestamp.
+    pub timestamp: u64,
+    /// Fee recipient.
+    pub beneficiary: Address,
+    /// PREVRANDAO (the header's mix hash) after the merge.
+    pub prevrandao: Option<B256>,
+    /// Gas limit.
+    pub gas_limit: u64,
+    /// Base fee.
+    pub basefee: u64,
+}
+
+/// What one code's frames used in one block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CodeUsage {
+    /// Gas spent by the code's own instructions (what its frames forwarded to calls and creates
+    /// counts for the callee), compiled and interpreted alike.
+    pub gas: u64,
+    /// Frames that ran the code.
+    pub frames: u64,
+}
+
+/// One EVM's usage tally for one block, by code hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockUsage {
+    /// The block it executed.
+    pub block: BlockId,
+    /// Per code hash.
+    pub codes: Vec<(B256, CodeUsage)>,
+}
+
+/// Block usage handed over by EVMs, waiting for whoever turns it into heat (the hot-code
+/// service). Nothing is kept unless collection is on.
+#[derive(Debug, Default)]
+pub struct UsageReports {
+    collect: AtomicBool,
+    reports: Mutex<Vec<BlockUsage>>,
+}
+
+impl UsageReports {
+    /// Turns collection on or off. EVMs read it when they are created.
+    pub fn set_collecting(&self, on: bool) {
+        self.collect.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether EVMs created now tally their usage.
+    pub fn collecting(&self) -> bool {
+        self.collect.load(Ordering::Relaxed)
+    }
+
+    /// Hands over one EVM's tally for one block (once per block, not per frame).
+    pub fn report(&self, usage: BlockUsage) {
+        if self.collecting() && !usage.codes.is_empty() {
+            self.reports
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(usage);
+        }
+    }
+
+    /// Everything handed over since the last call.
+    pub fn take(&self) -> Vec<BlockUsage> {
+        std::mem::take(&mut *self.reports.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
