@@ -1,2 +1,20 @@
-//! kiln execution extension (next milestone): chain notifications (committed / reorged /
-//! reverted) -> hotness ranking -> background compilation -> artifact cache.
+//! kiln's hot-code service, shaped as a reth execution extension: it is told which blocks became
+//! canonical (and which stopped being so), turns the gas each code burnt in those blocks into
+//! heat, and compiles the hottest code in the background into the runtime's registry, where
+//! dispatch finds it. Nothing here runs on the execution path.
+//!
+//! ```text
+//! EVMs ──usage per block──> Runtime ──take──┐
+//! notifications (committed / reorged / reverted) ──> Service ──> Heat ──> CompileQueue
+//!                                                        └── WorkerPool ──> Store
+//! ```
+
+pub mod heat;
+pub mod notification;
+pub mod queue;
+pub mod service;
+
+pub use heat::Heat;
+pub use notification::{BlockRecord, Chain, FinishedHeight, Notification};
+pub use queue::{CompileQueue, Job};
+pub use service::{CodeSource, Service, ServiceConfig, ServiceStats};

@@ -1,0 +1,435 @@
+//! The service: notifications in, heat updated, hot code compiled in the background and
+//! installed in the runtime's registry.
+
+use crate::{
+    heat::Heat,
+    notification::{Chain, FinishedHeight, Notification},
+    queue::{CompileQueue, Job},
+};
+use kiln_compiler::{CompileError, CompileOptions, OptLevel};
+use kiln_runtime::{
+    BlockId, BlockUsage, CodeKey, CodeUsage, CompileRequest, CompiledCode, Entry, InProcess,
+    Runtime, Tier, WorkerPool,
+};
+use revm::primitives::{Bytes, B256};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// The service's settings.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    /// Blocks after which a code's heat has halved.
+    pub half_life_blocks: f64,
+    /// Heat (decayed gas) at which a code gets its quick (baseline-tier) compilation.
+    pub hot_threshold_gas: u64,
+    /// Heat at which it gets its optimising compilation: a code stays this hot only if it keeps
+    /// running block after block.
+    pub optimise_threshold_gas: u64,
+    /// Compile worker threads.
+    pub worker_count: usize,
+    /// Jobs the compile queue holds; beyond it the coldest job is dropped.
+    pub queue_capacity: usize,
+    /// Larger code is never compiled.
+    pub max_bytecode_len: usize,
+    /// Recent blocks whose heat can still be taken back by a reorg or revert, and the age after
+    /// which an EVM's usage report that no canonical block claimed is dropped.
+    pub reorg_window: usize,
+    /// Compile options of the optimising tier (the quick tier uses the same at the baseline
+    /// level).
+    pub compile: CompileOptions,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            half_life_blocks: 64.0,
+            hot_threshold_gas: 200_000,
+            optimise_threshold_gas: 2_000_000,
+            worker_count: 1,
+            queue_capacity: 1024,
+            max_bytecode_len: 2 * 24 * 1024,
+            reorg_window: 256,
+            compile: CompileOptions {
+                // The service chooses what to compile: code that cannot beat the interpreter
+                // is left to it.
+                skip_unprofitable: true,
+                ..CompileOptions::default()
+            },
+        }
+    }
+}
+
+/// Where the service finds the bytecode of a code hash it has not seen deployed (a node's state
+/// provider, say).
+pub trait CodeSource: Send + Sync {
+    /// The bytecode with this hash, if known.
+    fn code(&self, hash: B256) -> Option<Bytes>;
+}
+
+/// Counters of the service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    /// Notifications processed.
+    pub notifications: u64,
+    /// Compilations installed, quick tier.
+    pub compiled_quick: u64,
+    /// Compilations installed, optimising tier.
+    pub compiled_optimised: u64,
+    /// Compilations that failed or were refused.
+    pub compile_failures: u64,
+    /// Total compile time, microseconds.
+    pub compile_micros: u64,
+    /// Jobs dropped from a full queue.
+    pub dropped_jobs: u64,
+    /// EVM usage reports no canonical block claimed before they aged out.
+    pub expired_reports: u64,
+}
+
+/// A compilation a worker finished.
+struct Finished {
+    key: CodeKey,
+    tier: Tier,
+    result: Result<CompiledCode, CompileError>,
+    elapsed: Duration,
+}
+
+/// The hot-code service. One per node; it owns its compile workers and joins them on
+/// [`Service::shutdown`] or drop.
+pub struct Service {
+    runtime: Arc<Runtime>,
+    config: ServiceConfig,
+    heat: Heat,
+    queue: CompileQueue,
+    /// Code seen deployed in canonical blocks, by hash.
+    codes: FxHashMap<B256, Bytes>,
+    source: Option<Arc<dyn CodeSource>>,
+    /// EVM usage reports not yet matched to a canonical block.
+    pending: Vec<BlockUsage>,
+    workers: WorkerPool,
+    finished: Arc<Mutex<Vec<Finished>>>,
+    in_flight: FxHashMap<CodeKey, Tier>,
+    installed: FxHashMap<CodeKey, Tier>,
+    /// Codes that will not be compiled, and why.
+    failed: FxHashMap<CodeKey, String>,
+    /// Codes the quick tier refused: they go straight to the optimising tier.
+    quick_failed: FxHashSet<CodeKey>,
+    stats: ServiceStats,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("config", &self.config)
+            .field("queue", &self.queue.len())
+            .field("in_flight", &self.in_flight.len())
+            .field("installed", &self.installed.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// A service filling `runtime`'s registry. Turns on the runtime's usage collection, so that
+    /// EVMs created from now on report what they execute.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        config: ServiceConfig,
+        source: Option<Arc<dyn CodeSource>>,
+    ) -> Self {
+        runtime.usage_reports().set_collecting(true);
+        let workers = WorkerPool::new(Arc::new(InProcess), config.worker_count, "kiln-compile");
+        Self {
+            heat: Heat::new(config.half_life_blocks, config.reorg_window),
+            queue: CompileQueue::new(config.queue_capacity),
+            runtime,
+            config,
+            codes: FxHashMap::default(),
+            source,
+            pending: Vec::new(),
+            workers,
+            finished: Arc::default(),
+            in_flight: FxHashMap::default(),
+            installed: FxHashMap::default(),
+            failed: FxHashMap::default(),
+            quick_failed: FxHashSet::default(),
+            stats: ServiceStats::default(),
+        }
+    }
+
+    /// Processes one notification and answers with the height it is done with.
+    pub fn on_notification(&mut self, notification: &Notification) -> Option<FinishedHeight> {
+        self.stats.notifications += 1;
+        self.pending.extend(self.runtime.usage_reports().take());
+        let finished = match notification {
+            Notification::Committed { new } => {
+                self.commit(new);
+                new.tip().map(|b| FinishedHeight {
+                    number: b.number,
+                    hash: b.hash,
+                })
+            }
+            Notification::Reorged { old, new } => {
+                self.revert(old);
+                self.commit(new);
+                new.tip().map(|b| FinishedHeight {
+                    number: b.number,
+                    hash: b.hash,
+                })
+            }
+            Notification::Reverted { old } => {
+                self.revert(old);
+                old.first().map(|b| FinishedHeight {
+                    number: b.number.saturating_sub(1),
+                    hash: b.parent_hash,
+                })
+            }
+        };
+        self.expire_reports();
+        self.poll();
+        finished
+    }
+
+    fn commit(&mut self, chain: &Chain) {
+        let mut touched = FxHashSet::default();
+        for block in &chain.blocks {
+            for (hash, code) in &block.deployed {
+                self.codes.insert(*hash, code.clone());
+            }
+            let usage = match &block.usage {
+                Some(usage) => usage.clone(),
+                None => self.claim_reports(block.id),
+            };
+            let gas: Vec<(CodeKey, u64)> = usage
+                .iter()
+                .filter(|(_, u)| u.gas > 0)
+                .map(|(hash, u)| ((*hash, block.spec), u.gas))
+                .collect();
+            touched.extend(gas.iter().map(|(key, _)| *key));
+            self.heat.add_block(block.number, block.hash, gas);
+        }
+        for key in touched {
+            self.consider(key);
+        }
+    }
+
+    fn revert(&mut self, chain: &Chain) {
+        for block in chain.blocks.iter().rev() {
+            if !self.heat.revert_block(block.hash) {
+                tracing::warn!(number = block.number, hash = %block.hash, "reverted block is not among the recent canonical blocks; its heat stays");
+            }
+        }
+        // Queued work follows the heat down.
+        for job in self.queue.ordered() {
+            self.queue.remove(job.key);
+            self.consider(job.key);
+        }
+    }
+
+    /// The usage EVMs reported for the block `id` names: the last report wins (a block executed
+    /// twice, as a payload built and then imported, reports the same work twice).
+    fn claim_reports(&mut self, id: BlockId) -> Vec<(B256, CodeUsage)> {
+        let mut claimed = None;
+        self.pending.retain(|r| {
+            if r.block == id {
+                claimed = Some(r.codes.clone());
+                false
+            } else {
+                true
+            }
+        });
+        claimed.unwrap_or_default()
+    }
+
+    /// Drops reports of blocks no canonical block claimed within the reorg window.
+    fn expire_reports(&mut self) {
+        let horizon = self
+            .heat
+            .head()
+            .saturating_sub(self.config.reorg_window as u64);
+        let before = self.pending.len();
+        self.pending.retain(|r| r.block.number > horizon);
+        self.stats.expired_reports += (before - self.pending.len()) as u64;
+    }
+
+    /// Queues the compilation `key`'s heat calls for, if it does not have it yet.
+    fn consider(&mut self, key: CodeKey) {
+        if self.failed.contains_key(&key) {
+            return;
+        }
+        let heat = self.heat.score(key);
+        let want = if heat >= self.config.optimise_threshold_gas as f64
+            || (heat >= self.config.hot_threshold_gas as f64 && self.quick_failed.contains(&key))
+        {
+            Tier::Optimised
+        } else if heat >= self.config.hot_threshold_gas as f64 {
+            Tier::Baseline
+        } else {
+            return;
+        };
+        let has = |tier: Option<&Tier>| tier == Some(&Tier::Optimised) || tier == Some(&want);
+        if has(self.installed.get(&key)) || has(self.in_flight.get(&key)) {
+            return;
+        }
+        if let Some(dropped) = self.queue.push(Job {
+            key,
+            tier: want,
+            heat,
+        }) {
+            self.stats.dropped_jobs += 1;
+            tracing::debug!(hash = %dropped.key.0, "compile queue full; coldest job dropped");
+        }
+    }
+
+    /// Installs finished compilations and hands queued jobs to idle workers.
+    pub fn poll(&mut self) {
+        let finished =
+            std::mem::take(&mut *self.finished.lock().unwrap_or_else(|e| e.into_inner()));
+        for f in finished {
+            self.in_flight.remove(&f.key);
+            self.stats.compile_micros += f.elapsed.as_micros() as u64;
+            match f.result {
+                Ok(code) => {
+                    if self.installed.get(&f.key) == Some(&Tier::Optimised) {
+                        continue;
+                    }
+                    self.runtime
+                        .insert(f.key.0, f.key.1, Entry::Ready(Arc::new(code)));
+                    self.installed.insert(f.key, f.tier);
+                    match f.tier {
+                        Tier::Optimised => self.stats.compiled_optimised += 1,
+                        _ => self.stats.compiled_quick += 1,
+                    }
+                    // It may have grown hot enough for the next tier meanwhile.
+                    self.consider(f.key);
+                }
+                Err(e) => {
+                    self.stats.compile_failures += 1;
+                    tracing::debug!(hash = %f.key.0, tier = ?f.tier, error = %e, "compilation failed; the code stays on the interpreter");
+                    match f.tier {
+                        // A limit only the quick tier has may not bind the optimising one.
+                        Tier::Baseline => {
+                            self.quick_failed.insert(f.key);
+                            self.consider(f.key);
+                        }
+                        _ => {
+                            self.failed.insert(f.key, e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        while self.in_flight.len() < self.config.worker_count.max(1) {
+            let Some(job) = self.queue.pop() else { break };
+            self.start(job);
+        }
+    }
+
+    /// Hands a job to the workers.
+    fn start(&mut self, job: Job) {
+        let Some(code) = self.code(job.key.0) else {
+            self.failed
+                .insert(job.key, "bytecode unknown to the service".into());
+            return;
+        };
+        if code.len() > self.config.max_bytecode_len {
+            self.failed.insert(
+                job.key,
+                format!("{} bytes exceed max_bytecode_len", code.len()),
+            );
+            return;
+        }
+        let options = match job.tier {
+            Tier::Optimised => self.config.compile,
+            _ => CompileOptions {
+                opt_level: OptLevel::Baseline,
+                ..self.config.compile
+            },
+        };
+        let request = CompileRequest {
+            hash: job.key.0,
+            spec: job.key.1,
+            code: Arc::from(&code[..]),
+            options,
+            coverage: None,
+        };
+        let (finished, key, tier) = (self.finished.clone(), job.key, job.tier);
+        let sent = self.workers.submit(
+            request,
+            Box::new(move |result, elapsed| {
+                finished
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Finished {
+                        key,
+                        tier,
+                        result,
+                        elapsed,
+                    });
+            }),
+        );
+        if sent.is_ok() {
+            self.in_flight.insert(job.key, job.tier);
+        }
+    }
+
+    fn code(&self, hash: B256) -> Option<Bytes> {
+        self.codes
+            .get(&hash)
+            .cloned()
+            .or_else(|| self.source.as_ref()?.code(hash))
+    }
+
+    /// Polls until no job is queued or running, or `timeout` has passed; returns whether the
+    /// service went idle.
+    pub fn wait_idle(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.poll();
+            if self.queue.is_empty() && self.in_flight.is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Stops the compile workers (queued jobs are dropped, the one in flight is waited for).
+    pub fn shutdown(&self) {
+        self.workers.shutdown();
+    }
+
+    /// The heat ranking.
+    pub fn heat(&self) -> &Heat {
+        &self.heat
+    }
+
+    /// The compile queue.
+    pub fn queue(&self) -> &CompileQueue {
+        &self.queue
+    }
+
+    /// The tier installed for `key` by this service, if any.
+    pub fn installed(&self, key: CodeKey) -> Option<Tier> {
+        self.installed.get(&key).copied()
+    }
+
+    /// Why `key` will not be compiled, if it will not.
+    pub fn failure(&self, key: CodeKey) -> Option<&str> {
+        self.failed.get(&key).map(String::as_str)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ServiceStats {
+        &self.stats
+    }
+
+    /// The runtime the service fills.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+}

@@ -1,0 +1,338 @@
+//! The hot-code service fed committed, reorged and reverted notifications: heat, queue order,
+//! `FinishedHeight`, and code compiled in the background that dispatch then runs.
+
+use kiln_compiler::CompileOptions;
+use kiln_evm::KilnEvm;
+use kiln_exex::{BlockRecord, Chain, FinishedHeight, Notification, Service, ServiceConfig};
+use kiln_runtime::{Backend, BlockId, BlockUsage, CodeUsage, CompilePolicy, Entry, Runtime, Tier};
+use revm::{
+    context::{BlockEnv, CfgEnv, TxEnv},
+    database::{CacheDB, EmptyDB},
+    primitives::{hardfork::SpecId, keccak256, Address, Bytes, TxKind, B256, U256},
+    state::{AccountInfo, Bytecode},
+    Context, ExecuteCommitEvm, MainContext,
+};
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+const SPEC: SpecId = SpecId::CANCUN;
+
+/// A counting loop from `n` down to zero: code worth compiling, distinct per `n`.
+fn loop_code(n: u16) -> Vec<u8> {
+    let [hi, lo] = n.to_be_bytes();
+    vec![
+        0x61, hi, lo, 0x5b, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x03, 0x57, 0x00,
+    ]
+}
+
+fn id(number: u64, fork: u8) -> BlockId {
+    BlockId {
+        number,
+        timestamp: 1_000 + 12 * number,
+        beneficiary: Address::with_last_byte(fork),
+        prevrandao: None,
+        gas_limit: 30_000_000,
+        basefee: 7,
+    }
+}
+
+fn hash(number: u64, fork: u8) -> B256 {
+    let mut h = B256::left_padding_from(&number.to_be_bytes());
+    h.0[0] = fork;
+    h
+}
+
+/// Block `number` of fork `fork`, with the given gas per code (or `None`: matched from reports).
+fn block(number: u64, fork: u8, usage: Option<&[(&[u8], u64)]>) -> BlockRecord {
+    BlockRecord {
+        number,
+        hash: hash(number, fork),
+        parent_hash: hash(number - 1, if number == 1 { 0 } else { fork }),
+        id: id(number, fork),
+        spec: SPEC,
+        deployed: Vec::new(),
+        usage: usage.map(|u| {
+            u.iter()
+                .map(|(code, gas)| {
+                    (
+                        keccak256(code),
+                        CodeUsage {
+                            gas: *gas,
+                            frames: 1,
+                        },
+                    )
+                })
+                .collect()
+        }),
+    }
+}
+
+fn deploying(mut block: BlockRecord, codes: &[&[u8]]) -> BlockRecord {
+    block.deployed = codes
+        .iter()
+        .map(|c| (keccak256(c), Bytes::copy_from_slice(c)))
+        .collect();
+    block
+}
+
+fn committed(blocks: Vec<BlockRecord>) -> Notification {
+    Notification::Committed {
+        new: Arc::new(Chain::new(blocks)),
+    }
+}
+
+fn runtime() -> Arc<Runtime> {
+    Arc::new(Runtime::new(
+        Backend::Jit,
+        CompilePolicy::LookupOnly,
+        CompileOptions::default(),
+    ))
+}
+
+fn config() -> ServiceConfig {
+    ServiceConfig {
+        // No decay within these tests unless a test asks for it.
+        half_life_blocks: 1e12,
+        hot_threshold_gas: 1_000,
+        optimise_threshold_gas: 10_000,
+        compile: CompileOptions::default(),
+        ..ServiceConfig::default()
+    }
+}
+
+fn key(code: &[u8]) -> (B256, SpecId) {
+    (keccak256(code), SPEC)
+}
+
+fn assert_heat(service: &Service, code: &[u8], expected: f64) {
+    let heat = service.heat().score(key(code));
+    assert!(
+        (heat - expected).abs() <= 1e-6 * expected.max(1.0),
+        "heat {heat}, expected {expected}"
+    );
+}
+
+#[test]
+fn committed_blocks_heat_codes_and_queue_the_hottest_first() {
+    let (a, b, c, d) = (loop_code(1), loop_code(2), loop_code(3), loop_code(4));
+    let mut service = Service::new(runtime(), config(), None);
+    let first = deploying(
+        block(
+            1,
+            1,
+            Some(&[(&a, 5_000), (&b, 20_000), (&c, 500), (&d, 3_000)]),
+        ),
+        &[&a, &b, &c, &d],
+    );
+    let done = service.on_notification(&committed(vec![first]));
+    assert_eq!(
+        done,
+        Some(FinishedHeight {
+            number: 1,
+            hash: hash(1, 1)
+        })
+    );
+    let ranked: Vec<_> = service
+        .heat()
+        .ranked()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(ranked, [key(&b), key(&a), key(&d), key(&c)]);
+    // The one worker took the hottest job (b, straight to the optimising tier); the rest wait
+    // hottest first; c is not hot.
+    let queued: Vec<_> = service
+        .queue()
+        .ordered()
+        .into_iter()
+        .map(|j| (j.key, j.tier))
+        .collect();
+    assert_eq!(
+        queued,
+        [(key(&a), Tier::Baseline), (key(&d), Tier::Baseline)]
+    );
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    assert_eq!(service.installed(key(&b)), Some(Tier::Optimised));
+    assert_eq!(service.installed(key(&a)), Some(Tier::Baseline));
+    assert_eq!(service.installed(key(&c)), None);
+    assert!(matches!(
+        service.runtime().get(keccak256(&a), SPEC),
+        Some(Entry::Ready(_))
+    ));
+    // a keeps running: it is promoted.
+    service.on_notification(&committed(vec![block(2, 1, Some(&[(&a, 6_000)]))]));
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    assert_eq!(service.installed(key(&a)), Some(Tier::Optimised));
+    assert_eq!(service.stats().compiled_quick, 2);
+    assert_eq!(service.stats().compiled_optimised, 2);
+    service.shutdown();
+}
+
+#[test]
+fn a_reverted_block_takes_its_heat_back_and_reports_its_parent() {
+    let a = loop_code(10);
+    let mut config = config();
+    config.hot_threshold_gas = 1_500;
+    let mut service = Service::new(runtime(), config, None);
+    service.on_notification(&committed(vec![deploying(
+        block(1, 1, Some(&[(&a, 700)])),
+        &[&a],
+    )]));
+    service.on_notification(&committed(vec![block(2, 1, Some(&[(&a, 700)]))]));
+    assert_heat(&service, &a, 1_400.0);
+    assert!(service.queue().is_empty() && service.installed(key(&a)).is_none());
+    let done = service.on_notification(&Notification::Reverted {
+        old: Arc::new(Chain::new(vec![block(2, 1, None)])),
+    });
+    assert_eq!(
+        done,
+        Some(FinishedHeight {
+            number: 1,
+            hash: hash(1, 1)
+        })
+    );
+    assert_heat(&service, &a, 700.0);
+    assert_eq!(service.heat().head(), 1);
+    // Block 2 again, on another fork, with more gas: now hot.
+    service.on_notification(&committed(vec![block(2, 2, Some(&[(&a, 900)]))]));
+    assert_heat(&service, &a, 1_600.0);
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    assert_eq!(service.installed(key(&a)), Some(Tier::Baseline));
+    service.shutdown();
+}
+
+#[test]
+fn a_reorg_swaps_the_old_blocks_heat_for_the_new() {
+    let (a, b) = (loop_code(20), loop_code(21));
+    let mut service = Service::new(runtime(), config(), None);
+    service.on_notification(&committed(vec![
+        block(1, 1, Some(&[(&a, 100)])),
+        block(2, 1, Some(&[(&a, 200), (&b, 50)])),
+    ]));
+    let done = service.on_notification(&Notification::Reorged {
+        old: Arc::new(Chain::new(vec![block(2, 1, None)])),
+        new: Arc::new(Chain::new(vec![
+            block(2, 2, Some(&[(&b, 300)])),
+            block(3, 2, Some(&[(&b, 400)])),
+        ])),
+    });
+    assert_eq!(
+        done,
+        Some(FinishedHeight {
+            number: 3,
+            hash: hash(3, 2)
+        })
+    );
+    assert_heat(&service, &a, 100.0);
+    assert_heat(&service, &b, 700.0);
+    assert_eq!(service.heat().head(), 3);
+    service.shutdown();
+}
+
+#[test]
+fn usage_of_a_block_never_committed_adds_no_heat_and_expires() {
+    let a = loop_code(30);
+    let runtime = runtime();
+    let mut config = config();
+    config.reorg_window = 4;
+    let mut service = Service::new(runtime.clone(), config, None);
+    let report = |block: BlockId, gas| BlockUsage {
+        block,
+        codes: vec![(keccak256(&a), CodeUsage { gas, frames: 1 })],
+    };
+    // Block 1 of fork 1 was executed (and reported) twice over, as a payload built and then
+    // imported; block 1 of fork 2 was executed and never committed.
+    runtime.usage_reports().report(report(id(1, 1), 400));
+    runtime.usage_reports().report(report(id(1, 2), 9_000));
+    runtime.usage_reports().report(report(id(1, 1), 500));
+    service.on_notification(&committed(vec![block(1, 1, None)]));
+    assert_heat(&service, &a, 500.0);
+    for n in 2..=6 {
+        service.on_notification(&committed(vec![block(n, 1, Some(&[]))]));
+    }
+    assert_heat(&service, &a, 500.0);
+    assert_eq!(service.stats().expired_reports, 1);
+    assert!(service.queue().is_empty());
+    service.shutdown();
+}
+
+#[test]
+fn heat_decays_with_the_half_life() {
+    let a = loop_code(40);
+    let mut config = config();
+    config.half_life_blocks = 2.0;
+    let mut service = Service::new(runtime(), config, None);
+    service.on_notification(&committed(vec![block(1, 1, Some(&[(&a, 800)]))]));
+    for n in 2..=5 {
+        service.on_notification(&committed(vec![block(n, 1, Some(&[]))]));
+    }
+    assert!((service.heat().score(key(&a)) - 200.0).abs() < 1e-6);
+    service.shutdown();
+}
+
+/// End to end: EVMs execute blocks on the interpreter and report usage; once the blocks are
+/// committed the service compiles the hot code in the background; EVMs of later blocks run it
+/// natively, having only looked it up.
+#[test]
+fn dispatch_runs_code_the_service_compiled_from_committed_blocks() {
+    let code = loop_code(200);
+    let target = Address::with_last_byte(0xaa);
+    let caller = Address::with_last_byte(0xca);
+    let mut db = CacheDB::new(EmptyDB::default());
+    let bc = Bytecode::new_raw(Bytes::from(code.clone()));
+    db.insert_account_info(target, AccountInfo::new(U256::ZERO, 1, bc.hash_slow(), bc));
+    db.insert_account_info(
+        caller,
+        AccountInfo {
+            balance: U256::from(10u64.pow(18)),
+            ..Default::default()
+        },
+    );
+    let runtime = runtime();
+    let mut service = Service::new(runtime.clone(), config(), None);
+    let env = |n: u64| BlockEnv {
+        number: U256::from(n),
+        timestamp: U256::from(1_000 + 12 * n),
+        beneficiary: Address::with_last_byte(1),
+        gas_limit: 30_000_000,
+        basefee: 7,
+        ..Default::default()
+    };
+    let mut nonce = 0;
+    let mut execute = |db: &mut CacheDB<EmptyDB>, n: u64| {
+        let ctx = Context::mainnet()
+            .with_cfg(CfgEnv::new_with_spec(SPEC))
+            .with_block(env(n))
+            .with_db(db);
+        let mut evm = KilnEvm::new(ctx, runtime.clone());
+        for _ in 0..3 {
+            let tx = TxEnv::builder()
+                .caller(caller)
+                .kind(TxKind::Call(target))
+                .gas_limit(1_000_000)
+                .gas_price(7)
+                .nonce(nonce)
+                .build()
+                .unwrap();
+            nonce += 1;
+            assert!(evm.transact_commit(tx).unwrap().is_success());
+        }
+    };
+    execute(&mut db, 1);
+    assert_eq!(runtime.stats.compiled_frames.load(Ordering::Relaxed), 0);
+    let mut first = block(1, 1, None);
+    first.id.prevrandao = Some(B256::ZERO);
+    first.deployed = vec![(keccak256(&code), Bytes::from(code.clone()))];
+    service.on_notification(&committed(vec![first]));
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    assert!(
+        service.installed(key(&code)).is_some(),
+        "{:?}",
+        service.stats()
+    );
+    execute(&mut db, 2);
+    assert_eq!(runtime.stats.compiled_frames.load(Ordering::Relaxed), 3);
+    service.shutdown();
+}
