@@ -372,7 +372,6 @@ pub fn run_frame<H: Host>(
 }
 
 /// [`run_frame`] without the usage tally.
-#[inline]
 fn run_frame_untallied<H: Host>(
     cache: &mut FrameCache,
     depth: usize,
