@@ -9,11 +9,13 @@
 //!                                                        └── WorkerPool ──> Store
 //! ```
 
+pub mod control;
 pub mod heat;
 pub mod notification;
 pub mod queue;
 pub mod service;
 
+pub use control::ServiceControl;
 pub use heat::Heat;
 pub use notification::{BlockRecord, Chain, FinishedHeight, Notification};
 pub use queue::{CompileQueue, Job};

@@ -2,6 +2,7 @@
 //! installed in the runtime's registry.
 
 use crate::{
+    control::ServiceControl,
     heat::Heat,
     notification::{Chain, FinishedHeight, Notification},
     queue::{CompileQueue, Job},
@@ -116,6 +117,9 @@ pub struct Service {
     failed: FxHashMap<CodeKey, String>,
     /// Codes the quick tier refused: they go straight to the optimising tier.
     quick_failed: FxHashSet<CodeKey>,
+    control: ServiceControl,
+    /// Whether the installed code is in the registry (false after a disable).
+    serving: bool,
     stats: ServiceStats,
 }
 
@@ -155,6 +159,8 @@ impl Service {
             installed: FxHashMap::default(),
             failed: FxHashMap::default(),
             quick_failed: FxHashSet::default(),
+            control: ServiceControl::default(),
+            serving: true,
             stats: ServiceStats::default(),
         }
     }
@@ -162,6 +168,7 @@ impl Service {
     /// Processes one notification and answers with the height it is done with.
     pub fn on_notification(&mut self, notification: &Notification) -> Option<FinishedHeight> {
         self.stats.notifications += 1;
+        self.apply_control();
         self.pending.extend(self.runtime.usage_reports().take());
         let finished = match notification {
             Notification::Committed { new } => {
@@ -256,7 +263,7 @@ impl Service {
 
     /// Queues the compilation `key`'s heat calls for, if it does not have it yet.
     fn consider(&mut self, key: CodeKey) {
-        if self.failed.contains_key(&key) {
+        if !self.serving || self.failed.contains_key(&key) {
             return;
         }
         let heat = self.heat.score(key);
@@ -283,8 +290,21 @@ impl Service {
         }
     }
 
+    /// Carries out what the control handle asked for since the last poll.
+    fn apply_control(&mut self) {
+        let enabled = self.control.is_enabled();
+        if self.control.take_clear() || (!enabled && self.serving) {
+            for key in std::mem::take(&mut self.installed).into_keys() {
+                self.runtime.remove(key.0, key.1);
+            }
+            self.queue.clear();
+        }
+        self.serving = enabled;
+    }
+
     /// Installs finished compilations and hands queued jobs to idle workers.
     pub fn poll(&mut self) {
+        self.apply_control();
         let finished =
             std::mem::take(&mut *self.finished.lock().unwrap_or_else(|e| e.into_inner()));
         for f in finished {
@@ -292,7 +312,7 @@ impl Service {
             self.stats.compile_micros += f.elapsed.as_micros() as u64;
             match f.result {
                 Ok(code) => {
-                    if self.installed.get(&f.key) == Some(&Tier::Optimised) {
+                    if !self.serving || self.installed.get(&f.key) == Some(&Tier::Optimised) {
                         continue;
                     }
                     self.runtime
@@ -320,6 +340,9 @@ impl Service {
                     }
                 }
             }
+        }
+        if !self.serving || self.control.is_paused() {
+            return;
         }
         while self.in_flight.len() < self.config.worker_count.max(1) {
             let Some(job) = self.queue.pop() else { break };
@@ -382,13 +405,19 @@ impl Service {
             .or_else(|| self.source.as_ref()?.code(hash))
     }
 
+    /// The handle that enables, disables, pauses, resumes and clears this service.
+    pub fn control(&self) -> ServiceControl {
+        self.control.clone()
+    }
+
     /// Polls until no job is queued or running, or `timeout` has passed; returns whether the
     /// service went idle.
     pub fn wait_idle(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             self.poll();
-            if self.queue.is_empty() && self.in_flight.is_empty() {
+            let stalled = !self.serving || self.control.is_paused();
+            if self.in_flight.is_empty() && (self.queue.is_empty() || stalled) {
                 return true;
             }
             if Instant::now() >= deadline {

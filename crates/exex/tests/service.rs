@@ -336,3 +336,42 @@ fn dispatch_runs_code_the_service_compiled_from_committed_blocks() {
     assert_eq!(runtime.stats.compiled_frames.load(Ordering::Relaxed), 3);
     service.shutdown();
 }
+
+#[test]
+fn pause_resume_disable_and_clear() {
+    let a = loop_code(50);
+    let mut service = Service::new(runtime(), config(), None);
+    let control = service.control();
+    control.pause();
+    service.on_notification(&committed(vec![deploying(
+        block(1, 1, Some(&[(&a, 5_000)])),
+        &[&a],
+    )]));
+    assert!(service.wait_idle(Duration::from_secs(5)));
+    assert_eq!(service.queue().len(), 1, "paused: queued, not started");
+    assert_eq!(service.installed(key(&a)), None);
+    control.resume();
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    assert_eq!(service.installed(key(&a)), Some(Tier::Baseline));
+    assert!(service.runtime().get(keccak256(&a), SPEC).is_some());
+
+    // Disabled: the code leaves the registry and hot blocks queue nothing.
+    control.set_enabled(false);
+    service.poll();
+    assert!(service.runtime().get(keccak256(&a), SPEC).is_none());
+    service.on_notification(&committed(vec![block(2, 1, Some(&[(&a, 5_000)]))]));
+    assert!(service.queue().is_empty());
+    assert_eq!(service.installed(key(&a)), None);
+
+    // Enabled again: what keeps running is compiled again, at the tier its heat calls for.
+    control.set_enabled(true);
+    service.on_notification(&committed(vec![block(3, 1, Some(&[(&a, 5_000)]))]));
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    assert_eq!(service.installed(key(&a)), Some(Tier::Optimised));
+
+    control.clear();
+    service.poll();
+    assert!(service.runtime().get(keccak256(&a), SPEC).is_none());
+    assert_eq!(service.installed(key(&a)), None);
+    service.shutdown();
+}
