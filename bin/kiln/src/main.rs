@@ -28,6 +28,14 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Differential fuzzing: generated programs on the interpreter vs compiled modes, or (--bombs) compile-time worst cases.
     Fuzz(fuzz::FuzzArgs),
+    /// Serve compilations to the process that started this one, over stdin and stdout (the
+    /// hot-code service's isolated compiler).
+    #[command(hide = true)]
+    CompileHelper {
+        /// Limit this process's address space (RLIMIT_AS) to this many bytes.
+        #[arg(long)]
+        address_space_limit: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -38,6 +46,11 @@ fn main() -> ExitCode {
         Command::Compile(args) => compile::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::CompileHelper {
+            address_space_limit,
+        } => kiln_runtime::helper::serve_stdio(address_space_limit)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,

@@ -51,6 +51,15 @@ impl Coverage {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }
 
+    /// The pcs recorded, in order.
+    pub fn pcs(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            (0..64)
+                .filter(move |b| w & (1 << b) != 0)
+                .map(move |b| i * 64 + b)
+        })
+    }
+
     /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.words.iter().all(|&w| w == 0)

@@ -14,6 +14,9 @@ use crate::{build_module, lower::Linking, CompileError, CompileOptions, Coverage
 use inkwell::{context::Context, memory_buffer::MemoryBuffer, targets::FileType};
 use kiln_builtins::CompiledFn;
 use llvm_sys::{
+    core::{
+        LLVMCreateMemoryBufferWithMemoryRangeCopy, LLVMDisposeMemoryBuffer, LLVMGetBufferStart,
+    },
     error::{LLVMDisposeErrorMessage, LLVMErrorRef, LLVMGetErrorMessage},
     orc2::{
         lljit::{
@@ -28,6 +31,7 @@ use llvm_sys::{
         LLVMOrcJITDylibRef, LLVMOrcReleaseResourceTracker, LLVMOrcResourceTrackerRef,
         LLVMOrcResourceTrackerRemove,
     },
+    prelude::LLVMMemoryBufferRef,
 };
 use revm::primitives::hardfork::SpecId;
 use std::{
@@ -175,6 +179,35 @@ unsafe fn take_error(err: LLVMErrorRef) -> Result<(), String> {
     }
 }
 
+/// A fresh name for a JIT entry symbol: every function shares the process's main JIT dylib, so
+/// each needs its own.
+pub fn next_entry_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("kiln_jit_{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Builds and emits the object of a JIT function whose entry symbol is `entry`.
+fn emit_object(
+    code: &[u8],
+    spec: SpecId,
+    opts: &CompileOptions,
+    coverage: Option<&Coverage>,
+    entry: &str,
+) -> Result<(LLVMMemoryBufferRef, usize), CompileError> {
+    let cx = Context::create();
+    // Nobody reads the IR of a JIT compilation, and naming every value (unique names in a
+    // string map per function) is a visible part of a baseline compilation.
+    // SAFETY: `cx` is a live context; the flag only stops it from storing value names.
+    unsafe { llvm_sys::core::LLVMContextSetDiscardValueNames(cx.raw(), 1) };
+    let built = build_module(&cx, code, spec, opts, coverage, Linking::Direct, entry)?;
+    let object: MemoryBuffer<'_> = built.emit(FileType::Object)?;
+    // The raw buffer outlives the context and module it was emitted from; its owner frees it
+    // (hence the `forget`).
+    let raw = (object.as_mut_ptr(), object.get_size());
+    std::mem::forget(object);
+    Ok(raw)
+}
+
 pub(crate) fn compile(
     code: &[u8],
     spec: SpecId,
@@ -184,24 +217,68 @@ pub(crate) fn compile(
     // Held until the code is linked: LLVM work from set-up to ORC's lookup.
     let _active = crate::exit_guard::enter()?;
     let jit = jit()?;
-    // Every function shares the main dylib, so each entry symbol needs its own name.
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = format!("kiln_jit_{}", NEXT.fetch_add(1, Ordering::Relaxed));
-    // The raw buffer outlives the context and module it was emitted from; its ownership passes
-    // to ORC below (hence the `forget`).
-    let (buffer, object_bytes) = {
-        let cx = Context::create();
-        // Nobody reads the IR of a JIT compilation, and naming every value (unique names in a
-        // string map per function) is a visible part of a baseline compilation.
-        // SAFETY: `cx` is a live context; the flag only stops it from storing value names.
-        unsafe { llvm_sys::core::LLVMContextSetDiscardValueNames(cx.raw(), 1) };
-        let built = build_module(&cx, code, spec, opts, coverage, Linking::Direct, &name)?;
-        let object: MemoryBuffer<'_> = built.emit(FileType::Object)?;
-        let raw = (object.as_mut_ptr(), object.get_size());
-        std::mem::forget(object);
-        raw
+    let name = next_entry_name();
+    let (buffer, size) = emit_object(code, spec, opts, coverage, &name)?;
+    // SAFETY: `buffer` is an object buffer this function owns, handed over once.
+    unsafe { link(jit, buffer, size, &name) }
+}
+
+/// Compiles `code` to a relocatable object for [`link_jit_object`]: the entry symbol is
+/// `entry` (from [`next_entry_name`] of the process that will link it) and builtins are called
+/// by name. A compile helper process returns this to the node.
+pub fn compile_object(
+    code: &[u8],
+    spec: SpecId,
+    opts: &CompileOptions,
+    coverage: Option<&Coverage>,
+    entry: &str,
+) -> Result<Vec<u8>, CompileError> {
+    let _active = crate::exit_guard::enter()?;
+    crate::init_llvm()?;
+    let (buffer, size) = emit_object(code, spec, opts, coverage, entry)?;
+    // SAFETY: `buffer` is a live memory buffer of `size` bytes that this function owns; it is
+    // copied, then disposed of exactly once.
+    unsafe {
+        let bytes =
+            std::slice::from_raw_parts(LLVMGetBufferStart(buffer).cast::<u8>(), size).to_vec();
+        LLVMDisposeMemoryBuffer(buffer);
+        Ok(bytes)
+    }
+}
+
+/// Links an object made by [`compile_object`] into this process's JIT. A malformed object is
+/// an error, not a crash; objects from untrusted places must be checked (checksum, key) first,
+/// since linking native code is running it.
+pub fn link_jit_object(object: &[u8], entry: &str) -> Result<JitFunction, CompileError> {
+    let _active = crate::exit_guard::enter()?;
+    let jit = jit()?;
+    let name = CString::new("kiln-object").expect("no NUL");
+    // SAFETY: the range is a live slice; LLVM copies it into a buffer this function owns and
+    // hands to `link`.
+    let buffer = unsafe {
+        LLVMCreateMemoryBufferWithMemoryRangeCopy(
+            object.as_ptr().cast(),
+            object.len(),
+            name.as_ptr(),
+        )
     };
-    let cname = CString::new(name).expect("no NUL in the entry name");
+    // SAFETY: `buffer` was just created and is handed over once.
+    unsafe { link(jit, buffer, object.len(), entry) }
+}
+
+/// Adds an object to the JIT and looks its entry up.
+///
+/// # Safety
+/// `buffer` is an owned, live LLVM memory buffer holding an object file; ownership passes to
+/// ORC.
+unsafe fn link(
+    jit: &Jit,
+    buffer: LLVMMemoryBufferRef,
+    object_bytes: usize,
+    entry: &str,
+) -> Result<JitFunction, CompileError> {
+    let cname =
+        CString::new(entry).map_err(|_| CompileError::Internal("entry name holds a NUL".into()))?;
     // SAFETY: `jit` lives for the process; ORC takes the object buffer whether adding succeeds
     // or fails; the tracker is removed on every error path after it is created, and otherwise
     // owned by the returned `JitFunction`.

@@ -18,7 +18,7 @@ mod jit;
 mod lower;
 
 pub use coverage::Coverage;
-pub use jit::JitFunction;
+pub use jit::{compile_object, link_jit_object, next_entry_name, JitFunction};
 
 use inkwell::{
     context::Context,
@@ -145,7 +145,9 @@ pub enum CompileError {
 }
 
 /// LLVM optimisation level.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum OptLevel {
     /// No optimisation (fastest compile).
     O0,
@@ -201,7 +203,7 @@ impl std::str::FromStr for OptLevel {
 
 /// A deliberate miscompilation, for proving that the differential fuzzer finds bugs. Never set
 /// outside tests and `kiln fuzz --inject-fault`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Fault {
     /// Charge `delta` more (or less) static gas for every `opcode`.
     StaticGas {
@@ -236,7 +238,7 @@ impl std::str::FromStr for Fault {
 }
 
 /// Compiler options.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct CompileOptions {
     /// LLVM optimisation level.
     pub opt_level: OptLevel,

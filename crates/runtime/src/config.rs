@@ -14,6 +14,9 @@ pub enum RuntimeError {
     /// The artifact store failed.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// A compile helper process failed.
+    #[error(transparent)]
+    Helper(#[from] crate::helper::HelperError),
 }
 
 /// Where a runtime's compiled code comes from.

@@ -15,6 +15,7 @@
 pub mod artifacts;
 mod code;
 mod config;
+pub mod helper;
 pub mod policy;
 mod runtime;
 mod stats;
@@ -25,6 +26,7 @@ pub mod workers;
 pub use artifacts::{ArtifactDir, ArtifactKey};
 pub use code::CompiledCode;
 pub use config::{BackendKind, RuntimeConfig, RuntimeError};
+pub use helper::{HelperConfig, HelperError, HelperProcess};
 pub use policy::{
     profiled::{Profile, COLD_HANDOFFS_BEFORE_REPROFILE},
     tiered::Tier,

@@ -5,7 +5,7 @@
 //! flight. A compilation cannot be interrupted inside LLVM, and LLVM's global state is destroyed
 //! by `exit()`, so a process must not exit while one runs.
 
-use crate::CompiledCode;
+use crate::{helper::HelperFault, CompiledCode, RuntimeError};
 use kiln_compiler::{CompileError, CompileOptions, Coverage};
 use revm::primitives::{hardfork::SpecId, B256};
 use std::{
@@ -31,13 +31,30 @@ pub struct CompileRequest {
     pub options: CompileOptions,
     /// The blocks to compile (profile-guided), or `None` for all of them.
     pub coverage: Option<Coverage>,
+    /// A failure a compile helper process stages on purpose (tests of isolation only).
+    #[doc(hidden)]
+    pub helper_fault: Option<HelperFault>,
+}
+
+impl CompileRequest {
+    /// A request to compile all of `code` with `options`.
+    pub fn new(hash: B256, spec: SpecId, code: Arc<[u8]>, options: CompileOptions) -> Self {
+        Self {
+            hash,
+            spec,
+            code,
+            options,
+            coverage: None,
+            helper_fault: None,
+        }
+    }
 }
 
 /// Turns bytecode into compiled code. The pool's workers call it; an implementation may compile
 /// in this process or have another process do it.
 pub trait Compiler: Send + Sync + std::fmt::Debug {
     /// Compiles one request.
-    fn compile(&self, request: &CompileRequest) -> Result<CompiledCode, CompileError>;
+    fn compile(&self, request: &CompileRequest) -> Result<CompiledCode, RuntimeError>;
 }
 
 /// Compiles in this process with kiln's JIT.
@@ -45,19 +62,18 @@ pub trait Compiler: Send + Sync + std::fmt::Debug {
 pub struct InProcess;
 
 impl Compiler for InProcess {
-    fn compile(&self, request: &CompileRequest) -> Result<CompiledCode, CompileError> {
-        kiln_compiler::compile_jit(
+    fn compile(&self, request: &CompileRequest) -> Result<CompiledCode, RuntimeError> {
+        Ok(CompiledCode::Jit(kiln_compiler::compile_jit(
             &request.code,
             request.spec,
             &request.options,
             request.coverage.as_ref(),
-        )
-        .map(CompiledCode::Jit)
+        )?))
     }
 }
 
 /// What a worker calls with a job's result and its compile time.
-pub type OnDone = Box<dyn FnOnce(Result<CompiledCode, CompileError>, Duration) + Send>;
+pub type OnDone = Box<dyn FnOnce(Result<CompiledCode, RuntimeError>, Duration) + Send>;
 
 struct Job {
     request: CompileRequest,
@@ -213,8 +229,10 @@ fn work(compiler: &dyn Compiler, rx: &Mutex<mpsc::Receiver<Job>>, shared: &Share
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
         let start = Instant::now();
         // A panic inside the compiler must not end the worker with the job unanswered.
-        let result = catch_unwind(AssertUnwindSafe(|| compiler.compile(&request)))
-            .unwrap_or_else(|_| Err(CompileError::Internal("the compilation panicked".into())));
+        let result =
+            catch_unwind(AssertUnwindSafe(|| compiler.compile(&request))).unwrap_or_else(|_| {
+                Err(CompileError::Internal("the compilation panicked".into()).into())
+            });
         let elapsed = start.elapsed();
         shared.in_flight.fetch_sub(1, Ordering::Relaxed);
         on_done(result, elapsed);
@@ -235,24 +253,23 @@ mod tests {
     }
 
     impl Compiler for Arc<Gate> {
-        fn compile(&self, _: &CompileRequest) -> Result<CompiledCode, CompileError> {
+        fn compile(&self, _: &CompileRequest) -> Result<CompiledCode, RuntimeError> {
             let mut open = self.open.lock().unwrap();
             while !*open {
                 open = self.cv.wait(open).unwrap();
             }
             self.compiled.fetch_add(1, Ordering::SeqCst);
-            Err(CompileError::Empty)
+            Err(CompileError::Empty.into())
         }
     }
 
     fn request() -> CompileRequest {
-        CompileRequest {
-            hash: B256::ZERO,
-            spec: SpecId::CANCUN,
-            code: Arc::from(&[0u8][..]),
-            options: CompileOptions::default(),
-            coverage: None,
-        }
+        CompileRequest::new(
+            B256::ZERO,
+            SpecId::CANCUN,
+            Arc::from(&[0u8][..]),
+            CompileOptions::default(),
+        )
     }
 
     #[test]
@@ -295,7 +312,7 @@ mod tests {
         #[derive(Debug)]
         struct Panics;
         impl Compiler for Panics {
-            fn compile(&self, _: &CompileRequest) -> Result<CompiledCode, CompileError> {
+            fn compile(&self, _: &CompileRequest) -> Result<CompiledCode, RuntimeError> {
                 panic!("boom")
             }
         }
@@ -304,7 +321,10 @@ mod tests {
         pool.submit(request(), Box::new(move |r, _| tx.send(r.err()).unwrap()))
             .unwrap();
         let err = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-        assert!(matches!(err, Some(CompileError::Internal(_))));
+        assert!(matches!(
+            err,
+            Some(RuntimeError::Compile(CompileError::Internal(_)))
+        ));
         pool.shutdown();
     }
 }

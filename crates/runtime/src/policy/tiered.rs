@@ -1,12 +1,13 @@
 //! [`CompilePolicy::Tiered`](super::CompilePolicy::Tiered): baseline code on first sight, the
 //! optimising compilation on a background worker once the code keeps being looked up.
 
+use crate::RuntimeError;
 use crate::{
     runtime::Lookup,
     workers::{CompileRequest, InProcess, WorkerPool},
     CodeKey, CompiledCode, Entry, Runtime,
 };
-use kiln_compiler::{CompileError, CompileOptions, OptLevel};
+use kiln_compiler::{CompileOptions, OptLevel};
 use rustc_hash::FxHashMap;
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -40,7 +41,7 @@ struct Promoted {
     key: CodeKey,
     /// The code it replaces: the result is installed only where this is still registered.
     baseline: Arc<CompiledCode>,
-    result: Result<CompiledCode, CompileError>,
+    result: Result<CompiledCode, RuntimeError>,
     micros: u64,
 }
 
@@ -119,13 +120,7 @@ impl Tiered {
                 return true;
             }
             t.promoting = true;
-            CompileRequest {
-                hash: key.0,
-                spec: key.1,
-                code: t.code.clone(),
-                options: *rt.options(),
-                coverage: None,
-            }
+            CompileRequest::new(key.0, key.1, t.code.clone(), *rt.options())
         };
         let (done, ready, baseline) = (self.done.clone(), self.ready.clone(), baseline.clone());
         let sent = self.workers.submit(
