@@ -8,15 +8,26 @@
 //! notifications (committed / reorged / reverted) ──> Service ──> Heat ──> CompileQueue
 //!                                                        └── WorkerPool ──> Store
 //! ```
+//!
+//! Around it: [`ServiceConfig`] is read from a TOML file (`etc/kiln.toml`), [`metrics`] records
+//! what the service does (a Prometheus endpoint behind the `prometheus` feature), and [`rpc`]
+//! serves the `kiln_` JSON-RPC methods that drive a [`ServiceControl`] and report a
+//! [`StatusSnapshot`].
 
+pub mod config;
 pub mod control;
 pub mod heat;
+pub mod metrics;
 pub mod notification;
 pub mod queue;
+pub mod rpc;
 pub mod service;
+pub mod status;
 
+pub use config::{ConfigError, ServiceConfig};
 pub use control::ServiceControl;
 pub use heat::Heat;
 pub use notification::{BlockRecord, Chain, FinishedHeight, Notification};
 pub use queue::{CompileQueue, Job};
-pub use service::{CodeSource, Service, ServiceConfig, ServiceStats};
+pub use service::{CodeSource, Service, ServiceStats};
+pub use status::{SharedStatus, StatusSnapshot};

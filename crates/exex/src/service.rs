@@ -1,16 +1,19 @@
 //! The service: notifications in, heat updated, hot code compiled in the background and
 //! installed in the runtime's registry.
 
+pub use crate::config::ServiceConfig;
 use crate::{
     control::ServiceControl,
     heat::Heat,
+    metrics,
     notification::{Chain, FinishedHeight, Notification},
     queue::{CompileQueue, Job},
+    status::{installed_per_tier, StatusSnapshot},
 };
-use kiln_compiler::{CompileError, CompileOptions, OptLevel};
+use kiln_compiler::{CompileOptions, OptLevel};
 use kiln_runtime::{
     BlockId, BlockUsage, CodeKey, CodeUsage, CompileRequest, CompiledCode, Entry, InProcess,
-    Runtime, Tier, WorkerPool,
+    Runtime, RuntimeError, Tier, WorkerPool,
 };
 use revm::primitives::{Bytes, B256};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -18,50 +21,6 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-
-/// The service's settings.
-#[derive(Clone, Debug)]
-pub struct ServiceConfig {
-    /// Blocks after which a code's heat has halved.
-    pub half_life_blocks: f64,
-    /// Heat (decayed gas) at which a code gets its quick (baseline-tier) compilation.
-    pub hot_threshold_gas: u64,
-    /// Heat at which it gets its optimising compilation: a code stays this hot only if it keeps
-    /// running block after block.
-    pub optimise_threshold_gas: u64,
-    /// Compile worker threads.
-    pub worker_count: usize,
-    /// Jobs the compile queue holds; beyond it the coldest job is dropped.
-    pub queue_capacity: usize,
-    /// Larger code is never compiled.
-    pub max_bytecode_len: usize,
-    /// Recent blocks whose heat can still be taken back by a reorg or revert, and the age after
-    /// which an EVM's usage report that no canonical block claimed is dropped.
-    pub reorg_window: usize,
-    /// Compile options of the optimising tier (the quick tier uses the same at the baseline
-    /// level).
-    pub compile: CompileOptions,
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        Self {
-            half_life_blocks: 64.0,
-            hot_threshold_gas: 200_000,
-            optimise_threshold_gas: 2_000_000,
-            worker_count: 1,
-            queue_capacity: 1024,
-            max_bytecode_len: 2 * 24 * 1024,
-            reorg_window: 256,
-            compile: CompileOptions {
-                // The service chooses what to compile: code that cannot beat the interpreter
-                // is left to it.
-                skip_unprofitable: true,
-                ..CompileOptions::default()
-            },
-        }
-    }
-}
 
 /// Where the service finds the bytecode of a code hash it has not seen deployed (a node's state
 /// provider, say).
@@ -93,7 +52,7 @@ pub struct ServiceStats {
 struct Finished {
     key: CodeKey,
     tier: Tier,
-    result: Result<CompiledCode, CompileError>,
+    result: Result<CompiledCode, RuntimeError>,
     elapsed: Duration,
 }
 
@@ -168,6 +127,7 @@ impl Service {
     /// Processes one notification and answers with the height it is done with.
     pub fn on_notification(&mut self, notification: &Notification) -> Option<FinishedHeight> {
         self.stats.notifications += 1;
+        metrics::notification();
         self.apply_control();
         self.pending.extend(self.runtime.usage_reports().take());
         let finished = match notification {
@@ -259,6 +219,7 @@ impl Service {
         let before = self.pending.len();
         self.pending.retain(|r| r.block.number > horizon);
         self.stats.expired_reports += (before - self.pending.len()) as u64;
+        metrics::expired_reports(before - self.pending.len());
     }
 
     /// Queues the compilation `key`'s heat calls for, if it does not have it yet.
@@ -286,6 +247,7 @@ impl Service {
             heat,
         }) {
             self.stats.dropped_jobs += 1;
+            metrics::dropped_job();
             tracing::debug!(hash = %dropped.key.0, "compile queue full; coldest job dropped");
         }
     }
@@ -310,6 +272,7 @@ impl Service {
         for f in finished {
             self.in_flight.remove(&f.key);
             self.stats.compile_micros += f.elapsed.as_micros() as u64;
+            metrics::compile_time(f.tier, f.elapsed);
             match f.result {
                 Ok(code) => {
                     if !self.serving || self.installed.get(&f.key) == Some(&Tier::Optimised) {
@@ -322,11 +285,13 @@ impl Service {
                         Tier::Optimised => self.stats.compiled_optimised += 1,
                         _ => self.stats.compiled_quick += 1,
                     }
+                    metrics::compiled(f.tier);
                     // It may have grown hot enough for the next tier meanwhile.
                     self.consider(f.key);
                 }
                 Err(e) => {
                     self.stats.compile_failures += 1;
+                    metrics::compile_failed(f.tier);
                     tracing::debug!(hash = %f.key.0, tier = ?f.tier, error = %e, "compilation failed; the code stays on the interpreter");
                     match f.tier {
                         // A limit only the quick tier has may not bind the optimising one.
@@ -341,6 +306,7 @@ impl Service {
                 }
             }
         }
+        metrics::state(self.queue.len(), self.in_flight.len(), &self.installed);
         if !self.serving || self.control.is_paused() {
             return;
         }
@@ -348,6 +314,7 @@ impl Service {
             let Some(job) = self.queue.pop() else { break };
             self.start(job);
         }
+        metrics::state(self.queue.len(), self.in_flight.len(), &self.installed);
     }
 
     /// Hands a job to the workers.
@@ -371,13 +338,7 @@ impl Service {
                 ..self.config.compile
             },
         };
-        let request = CompileRequest {
-            hash: job.key.0,
-            spec: job.key.1,
-            code: Arc::from(&code[..]),
-            options,
-            coverage: None,
-        };
+        let request = CompileRequest::new(job.key.0, job.key.1, Arc::from(&code[..]), options);
         let (finished, key, tier) = (self.finished.clone(), job.key, job.tier);
         let sent = self.workers.submit(
             request,
@@ -455,6 +416,22 @@ impl Service {
     /// Counters.
     pub fn stats(&self) -> &ServiceStats {
         &self.stats
+    }
+
+    /// A snapshot of the queue, the workers, the installed code and the counters.
+    pub fn status(&self) -> StatusSnapshot {
+        let (installed_baseline, installed_optimised) = installed_per_tier(&self.installed);
+        StatusSnapshot {
+            serving: self.serving,
+            head: self.heat.head(),
+            queue_depth: self.queue.len(),
+            in_flight: self.in_flight.len(),
+            installed_baseline,
+            installed_optimised,
+            failed: self.failed.len(),
+            pending_reports: self.pending.len(),
+            stats: self.stats.clone(),
+        }
     }
 
     /// The runtime the service fills.
