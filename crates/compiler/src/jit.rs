@@ -183,7 +183,17 @@ unsafe fn take_error(err: LLVMErrorRef) -> Result<(), String> {
 /// each needs its own.
 pub fn next_entry_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("kiln_jit_{}", NEXT.fetch_add(1, Ordering::Relaxed))
+    // Objects outlive the process that named them (the artifact cache): a random per-process
+    // salt keeps a later process's names from meeting theirs.
+    static SALT: OnceLock<u64> = OnceLock::new();
+    let salt = *SALT.get_or_init(|| {
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(std::process::id())
+    });
+    format!(
+        "kiln_jit_{salt:016x}_{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Builds and emits the object of a JIT function whose entry symbol is `entry`.

@@ -9,7 +9,7 @@
 //! JSON header, then the code); an answer is one tag byte (0: object, 1: compile error) and
 //! one frame (the object, or the error's text).
 
-use crate::{workers::CompileRequest, CompiledCode, Compiler, RuntimeError};
+use crate::{workers::CompileRequest, Compiler, RuntimeError};
 use kiln_compiler::{CompileOptions, Coverage};
 use revm::primitives::{hardfork::SpecId, B256};
 use serde::{Deserialize, Serialize};
@@ -404,15 +404,18 @@ impl Drop for HelperProcess {
 }
 
 impl Compiler for HelperProcess {
-    fn compile(&self, request: &CompileRequest) -> Result<CompiledCode, RuntimeError> {
+    fn compile_object(
+        &self,
+        request: &CompileRequest,
+        entry: &str,
+    ) -> Result<Vec<u8>, RuntimeError> {
         let mut helper = self.helper()?;
         let pid = helper.child.id();
         self.busy
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(pid);
-        let entry = kiln_compiler::next_entry_name();
-        let answer = self.run(&mut helper, request, &entry);
+        let answer = self.run(&mut helper, request, entry);
         self.busy
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -423,10 +426,7 @@ impl Compiler for HelperProcess {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(helper);
-                let object = answer.map_err(HelperError::Compile)?;
-                Ok(CompiledCode::Jit(kiln_compiler::link_jit_object(
-                    &object, &entry,
-                )?))
+                Ok(answer.map_err(HelperError::Compile)?)
             }
             Err(e) => {
                 if matches!(e, HelperError::Timeout(_)) {

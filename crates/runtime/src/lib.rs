@@ -16,6 +16,7 @@ pub mod artifacts;
 mod code;
 mod config;
 pub mod helper;
+pub mod objects;
 pub mod policy;
 mod runtime;
 mod stats;
@@ -27,6 +28,7 @@ pub use artifacts::{ArtifactDir, ArtifactKey};
 pub use code::CompiledCode;
 pub use config::{BackendKind, RuntimeConfig, RuntimeError};
 pub use helper::{HelperConfig, HelperError, HelperProcess};
+pub use objects::{CachedObject, ObjectCache, ObjectKey};
 pub use policy::{
     profiled::{Profile, COLD_HANDOFFS_BEFORE_REPROFILE},
     tiered::Tier,

@@ -53,8 +53,22 @@ impl CompileRequest {
 /// Turns bytecode into compiled code. The pool's workers call it; an implementation may compile
 /// in this process or have another process do it.
 pub trait Compiler: Send + Sync + std::fmt::Debug {
-    /// Compiles one request.
-    fn compile(&self, request: &CompileRequest) -> Result<CompiledCode, RuntimeError>;
+    /// Compiles one request to a relocatable object whose entry symbol is `entry` (see
+    /// [`kiln_compiler::link_jit_object`]), for linking here or keeping on disk.
+    fn compile_object(
+        &self,
+        request: &CompileRequest,
+        entry: &str,
+    ) -> Result<Vec<u8>, RuntimeError>;
+
+    /// Compiles one request into code linked in this process.
+    fn compile(&self, request: &CompileRequest) -> Result<CompiledCode, RuntimeError> {
+        let entry = kiln_compiler::next_entry_name();
+        let object = self.compile_object(request, &entry)?;
+        Ok(CompiledCode::Jit(kiln_compiler::link_jit_object(
+            &object, &entry,
+        )?))
+    }
 }
 
 /// Compiles in this process with kiln's JIT.
@@ -62,6 +76,20 @@ pub trait Compiler: Send + Sync + std::fmt::Debug {
 pub struct InProcess;
 
 impl Compiler for InProcess {
+    fn compile_object(
+        &self,
+        request: &CompileRequest,
+        entry: &str,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        Ok(kiln_compiler::compile_object(
+            &request.code,
+            request.spec,
+            &request.options,
+            request.coverage.as_ref(),
+            entry,
+        )?)
+    }
+
     fn compile(&self, request: &CompileRequest) -> Result<CompiledCode, RuntimeError> {
         Ok(CompiledCode::Jit(kiln_compiler::compile_jit(
             &request.code,
@@ -75,10 +103,8 @@ impl Compiler for InProcess {
 /// What a worker calls with a job's result and its compile time.
 pub type OnDone = Box<dyn FnOnce(Result<CompiledCode, RuntimeError>, Duration) + Send>;
 
-struct Job {
-    request: CompileRequest,
-    on_done: OnDone,
-}
+/// Work for a worker: given the pool's compiler, it compiles and delivers its result itself.
+type Job = Box<dyn FnOnce(&dyn Compiler) + Send>;
 
 /// The pool's channel and threads, behind one lock.
 #[derive(Default)]
@@ -136,8 +162,22 @@ impl WorkerPool {
         }
     }
 
-    /// Queues a compilation; `on_done` gets its result unless the pool is shut down first.
+    /// Queues a compilation; `on_done` gets its result (and compile time) unless the pool is
+    /// shut down first. A panic inside the compiler becomes an error.
     pub fn submit(&self, request: CompileRequest, on_done: OnDone) -> Result<(), ShutDown> {
+        self.submit_with(Box::new(move |compiler: &dyn Compiler| {
+            let start = Instant::now();
+            let result = catch_unwind(AssertUnwindSafe(|| compiler.compile(&request)))
+                .unwrap_or_else(|_| {
+                    Err(CompileError::Internal("the compilation panicked".into()).into())
+                });
+            on_done(result, start.elapsed());
+        }))
+    }
+
+    /// Queues work that drives the compiler itself (to keep the object it makes, say). It must
+    /// not panic: a panic ends nothing but is logged, and the work's result is lost.
+    pub fn submit_with(&self, job: Job) -> Result<(), ShutDown> {
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
         if threads.stopped {
             return Err(ShutDown);
@@ -157,7 +197,7 @@ impl WorkerPool {
         let sent = threads
             .sender
             .as_ref()
-            .is_some_and(|tx| tx.send(Job { request, on_done }).is_ok());
+            .is_some_and(|tx| tx.send(job).is_ok());
         if !sent {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(ShutDown);
@@ -219,7 +259,7 @@ impl Drop for WorkerPool {
 fn work(compiler: &dyn Compiler, rx: &Mutex<mpsc::Receiver<Job>>, shared: &Shared) {
     loop {
         let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok(Job { request, on_done }) = job else {
+        let Ok(job) = job else {
             return;
         };
         shared.queued.fetch_sub(1, Ordering::Relaxed);
@@ -227,15 +267,10 @@ fn work(compiler: &dyn Compiler, rx: &Mutex<mpsc::Receiver<Job>>, shared: &Share
             continue;
         }
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        let start = Instant::now();
-        // A panic inside the compiler must not end the worker with the job unanswered.
-        let result =
-            catch_unwind(AssertUnwindSafe(|| compiler.compile(&request))).unwrap_or_else(|_| {
-                Err(CompileError::Internal("the compilation panicked".into()).into())
-            });
-        let elapsed = start.elapsed();
+        if catch_unwind(AssertUnwindSafe(|| job(compiler))).is_err() {
+            tracing::error!("a compile job panicked");
+        }
         shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-        on_done(result, elapsed);
     }
 }
 
@@ -253,6 +288,10 @@ mod tests {
     }
 
     impl Compiler for Arc<Gate> {
+        fn compile_object(&self, r: &CompileRequest, _: &str) -> Result<Vec<u8>, RuntimeError> {
+            self.compile(r).map(|_| Vec::new())
+        }
+
         fn compile(&self, _: &CompileRequest) -> Result<CompiledCode, RuntimeError> {
             let mut open = self.open.lock().unwrap();
             while !*open {
@@ -312,6 +351,10 @@ mod tests {
         #[derive(Debug)]
         struct Panics;
         impl Compiler for Panics {
+            fn compile_object(&self, _: &CompileRequest, _: &str) -> Result<Vec<u8>, RuntimeError> {
+                panic!("boom")
+            }
+
             fn compile(&self, _: &CompileRequest) -> Result<CompiledCode, RuntimeError> {
                 panic!("boom")
             }
