@@ -33,6 +33,18 @@ pub struct ServiceConfig {
     /// Recent blocks whose heat can still be taken back by a reorg or revert, and the age after
     /// which an EVM's usage report that no canonical block claimed is dropped.
     pub reorg_window: usize,
+    /// Compile in helper processes (`kiln compile-helper`), so that a compiler crash, hang or
+    /// memory blow-up costs one job, never the node; `false` compiles in this process.
+    pub isolation: bool,
+    /// A helper that takes longer than this on one job is killed (the job fails).
+    pub helper_timeout_secs: u64,
+    /// Each helper's address-space limit (RLIMIT_AS) in bytes; 0 for none.
+    pub helper_address_space_limit: u64,
+    /// Where compiled objects and the heat ranking are kept across restarts; none by default
+    /// (a node points it into its data directory).
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// Objects the cache keeps, in bytes; the least recently used go first.
+    pub cache_max_bytes: u64,
     /// Compile options of the optimising tier (the quick tier uses the same at the baseline
     /// level).
     #[serde(skip)]
@@ -49,6 +61,11 @@ impl Default for ServiceConfig {
             queue_capacity: 1024,
             max_bytecode_len: 2 * 24 * 1024,
             reorg_window: 256,
+            isolation: true,
+            helper_timeout_secs: 60,
+            helper_address_space_limit: 4 << 30,
+            cache_dir: None,
+            cache_max_bytes: 1 << 30,
             compile: CompileOptions {
                 // The service chooses what to compile: code that cannot beat the interpreter
                 // is left to it.
@@ -100,6 +117,9 @@ impl ServiceConfig {
         }
         if self.reorg_window == 0 {
             return invalid("reorg-window must be at least 1");
+        }
+        if self.helper_timeout_secs == 0 {
+            return invalid("helper-timeout-secs must be at least 1");
         }
         Ok(())
     }

@@ -102,6 +102,18 @@ impl Heat {
         }
     }
 
+    /// Starts from scores saved at `head` (a restart): they decay from there as blocks come.
+    /// Blocks before the restart can no longer be reverted.
+    pub fn restore(&mut self, head: u64, scores: impl IntoIterator<Item = (CodeKey, f64)>) {
+        self.head = head;
+        self.base = head;
+        self.recent.clear();
+        self.scores = scores
+            .into_iter()
+            .filter(|(_, s)| s.is_finite() && *s > 0.0)
+            .collect();
+    }
+
     /// The heat of `key` at the head, in gas.
     pub fn score(&self, key: CodeKey) -> f64 {
         self.scores

@@ -12,12 +12,14 @@ use crate::{
 };
 use kiln_compiler::{CompileOptions, OptLevel};
 use kiln_runtime::{
-    BlockId, BlockUsage, CodeKey, CodeUsage, CompileRequest, CompiledCode, Entry, InProcess,
-    Runtime, RuntimeError, Tier, WorkerPool,
+    BlockId, BlockUsage, CodeKey, CodeUsage, CompileRequest, CompiledCode, Compiler, Entry,
+    HelperConfig, HelperProcess, InProcess, ObjectCache, ObjectKey, Runtime, RuntimeError, Tier,
+    WorkerPool,
 };
-use revm::primitives::{Bytes, B256};
+use revm::primitives::{hardfork::SpecId, Bytes, B256};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -46,6 +48,25 @@ pub struct ServiceStats {
     pub dropped_jobs: u64,
     /// EVM usage reports no canonical block claimed before they aged out.
     pub expired_reports: u64,
+    /// Compiled objects loaded from the cache at start.
+    pub cache_loads: u64,
+}
+
+/// The heat ranking's file in the cache directory.
+const HEAT_FILE: &str = "heat.json";
+
+/// The heat ranking as kept on disk: scores as of `head`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SavedHeat {
+    head: u64,
+    codes: Vec<(B256, u8, f64)>,
+}
+
+fn read_heat(path: &std::path::Path) -> Option<SavedHeat> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes)
+        .inspect_err(|e| tracing::warn!(path = %path.display(), error = %e, "heat ranking unreadable; starting cold"))
+        .ok()
 }
 
 /// A compilation a worker finished.
@@ -77,6 +98,8 @@ pub struct Service {
     /// Codes the quick tier refused: they go straight to the optimising tier.
     quick_failed: FxHashSet<CodeKey>,
     control: ServiceControl,
+    /// Compiled objects and heat kept across restarts.
+    cache: Option<ObjectCache>,
     /// Whether the installed code is in the registry (false after a disable).
     serving: bool,
     stats: ServiceStats,
@@ -102,9 +125,42 @@ impl Service {
         config: ServiceConfig,
         source: Option<Arc<dyn CodeSource>>,
     ) -> Self {
+        let compiler: Arc<dyn Compiler> = if config.isolation {
+            match HelperConfig::this_executable() {
+                Ok(mut helper) => {
+                    helper.timeout = Duration::from_secs(config.helper_timeout_secs);
+                    helper.address_space_limit =
+                        Some(config.helper_address_space_limit).filter(|&l| l > 0);
+                    Arc::new(HelperProcess::new(helper))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot find this executable for compile helpers; compiling in-process");
+                    Arc::new(InProcess)
+                }
+            }
+        } else {
+            Arc::new(InProcess)
+        };
+        Self::with_compiler(runtime, config, source, compiler)
+    }
+
+    /// A service that compiles with `compiler` (whatever `config.isolation` says). With a cache
+    /// directory, the objects and heat a previous run left there are loaded: code that was hot
+    /// runs natively before the first notification.
+    pub fn with_compiler(
+        runtime: Arc<Runtime>,
+        config: ServiceConfig,
+        source: Option<Arc<dyn CodeSource>>,
+        compiler: Arc<dyn Compiler>,
+    ) -> Self {
         runtime.usage_reports().set_collecting(true);
-        let workers = WorkerPool::new(Arc::new(InProcess), config.worker_count, "kiln-compile");
-        Self {
+        let workers = WorkerPool::new(compiler, config.worker_count, "kiln-compile");
+        let cache = config.cache_dir.as_ref().and_then(|dir| {
+            ObjectCache::open(dir, config.cache_max_bytes)
+                .inspect_err(|e| tracing::error!(error = %e, "object cache unusable; nothing is kept across restarts"))
+                .ok()
+        });
+        let mut service = Self {
             heat: Heat::new(config.half_life_blocks, config.reorg_window),
             queue: CompileQueue::new(config.queue_capacity),
             runtime,
@@ -121,6 +177,81 @@ impl Service {
             control: ServiceControl::default(),
             serving: true,
             stats: ServiceStats::default(),
+            cache,
+        };
+        service.warm_start();
+        service
+    }
+
+    /// Loads the heat and the compiled objects a previous run kept.
+    fn warm_start(&mut self) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        if let Some(heat) = read_heat(&cache.path().join(HEAT_FILE)) {
+            self.heat.restore(
+                heat.head,
+                heat.codes.into_iter().filter_map(|(hash, spec, score)| {
+                    Some(((hash, SpecId::try_from_u8(spec)?), score))
+                }),
+            );
+        }
+        let mut keys = cache.keys();
+        // The optimising tier's object wins over the quick one's.
+        keys.sort_by_key(|k| k.optimised);
+        for key in keys {
+            let Some(cached) = cache.load(key) else {
+                continue;
+            };
+            match kiln_compiler::link_jit_object(&cached.object, &cached.entry) {
+                Ok(f) => {
+                    let tier = if key.optimised {
+                        Tier::Optimised
+                    } else {
+                        Tier::Baseline
+                    };
+                    self.runtime.insert(
+                        key.code.0,
+                        key.code.1,
+                        Entry::Ready(Arc::new(CompiledCode::Jit(f))),
+                    );
+                    self.installed.insert(key.code, tier);
+                    self.stats.cache_loads += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(hash = %key.code.0, error = %e, "cached object does not link; it will be compiled again")
+                }
+            }
+        }
+        if self.stats.cache_loads > 0 {
+            tracing::info!(objects = self.stats.cache_loads, dir = %cache.path().display(), "compiled code loaded from the cache");
+        }
+    }
+
+    /// Writes the heat ranking to the cache directory (atomically), so that a restart keeps it.
+    pub fn flush(&self) {
+        let Some(cache) = &self.cache else { return };
+        let heat = SavedHeat {
+            head: self.heat.head(),
+            codes: self
+                .heat
+                .ranked()
+                .into_iter()
+                .map(|((hash, spec), score)| (hash, spec as u8, score))
+                .collect(),
+        };
+        let path = cache.path().join(HEAT_FILE);
+        let written = serde_json::to_vec(&heat)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                let mut tmp = tempfile::NamedTempFile::new_in(cache.path())?;
+                std::io::Write::write_all(&mut tmp, &bytes)?;
+                tmp.as_file().sync_all()?;
+                tmp.persist(&path).map_err(|e| e.error)?;
+                Ok(())
+            });
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot save the heat ranking");
         }
     }
 
@@ -340,9 +471,35 @@ impl Service {
         };
         let request = CompileRequest::new(job.key.0, job.key.1, Arc::from(&code[..]), options);
         let (finished, key, tier) = (self.finished.clone(), job.key, job.tier);
-        let sent = self.workers.submit(
-            request,
-            Box::new(move |result, elapsed| {
+        let cache = self.cache.clone();
+        let sent = self
+            .workers
+            .submit_with(Box::new(move |compiler: &dyn Compiler| {
+                let start = Instant::now();
+                let entry = kiln_compiler::next_entry_name();
+                let object = catch_unwind(AssertUnwindSafe(|| {
+                    compiler.compile_object(&request, &entry)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(
+                        kiln_compiler::CompileError::Internal("the compilation panicked".into())
+                            .into(),
+                    )
+                });
+                let result = object.and_then(|object| {
+                    if let Some(cache) = &cache {
+                        let key = ObjectKey {
+                            code: key,
+                            optimised: tier == Tier::Optimised,
+                        };
+                        if let Err(e) = cache.store(key, &entry, &object) {
+                            tracing::warn!(error = %e, "cannot keep the compiled object");
+                        }
+                    }
+                    Ok(CompiledCode::Jit(kiln_compiler::link_jit_object(
+                        &object, &entry,
+                    )?))
+                });
                 finished
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -350,10 +507,9 @@ impl Service {
                         key,
                         tier,
                         result,
-                        elapsed,
+                        elapsed: start.elapsed(),
                     });
-            }),
-        );
+            }));
         if sent.is_ok() {
             self.in_flight.insert(job.key, job.tier);
         }
@@ -388,9 +544,11 @@ impl Service {
         }
     }
 
-    /// Stops the compile workers (queued jobs are dropped, the one in flight is waited for).
+    /// Stops the compile workers (queued jobs are dropped, the one in flight is waited for) and
+    /// saves the heat ranking to the cache.
     pub fn shutdown(&self) {
         self.workers.shutdown();
+        self.flush();
     }
 
     /// The heat ranking.

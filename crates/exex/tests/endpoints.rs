@@ -70,6 +70,7 @@ fn service() -> Service {
         hot_threshold_gas: 1_000,
         optimise_threshold_gas: 10_000,
         compile: CompileOptions::default(),
+        isolation: false,
         ..ServiceConfig::default()
     };
     Service::new(runtime, config, None)

@@ -98,6 +98,7 @@ fn config() -> ServiceConfig {
         hot_threshold_gas: 1_000,
         optimise_threshold_gas: 10_000,
         compile: CompileOptions::default(),
+        isolation: false,
         ..ServiceConfig::default()
     }
 }
@@ -374,4 +375,92 @@ fn pause_resume_disable_and_clear() {
     assert!(service.runtime().get(keccak256(&a), SPEC).is_none());
     assert_eq!(service.installed(key(&a)), None);
     service.shutdown();
+}
+
+/// Runs one call of `code` (deployed at a fixed address) on a fresh EVM of `runtime`.
+fn call_once(runtime: &Arc<Runtime>, code: &[u8]) {
+    let (target, caller) = (Address::with_last_byte(0xaa), Address::with_last_byte(0xca));
+    let mut db = CacheDB::new(EmptyDB::default());
+    let bc = Bytecode::new_raw(Bytes::copy_from_slice(code));
+    db.insert_account_info(target, AccountInfo::new(U256::ZERO, 1, bc.hash_slow(), bc));
+    db.insert_account_info(
+        caller,
+        AccountInfo {
+            balance: U256::from(10u64.pow(18)),
+            ..Default::default()
+        },
+    );
+    let ctx = Context::mainnet()
+        .with_cfg(CfgEnv::new_with_spec(SPEC))
+        .with_db(db);
+    let tx = TxEnv::builder()
+        .caller(caller)
+        .kind(TxKind::Call(target))
+        .gas_limit(1_000_000)
+        .gas_price(0)
+        .build()
+        .unwrap();
+    let mut evm = KilnEvm::new(ctx, runtime.clone());
+    assert!(evm.transact_commit(tx).unwrap().is_success());
+    evm.flush_stats();
+}
+
+#[test]
+fn a_restart_with_a_warm_cache_runs_hot_code_natively_from_the_first_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let code = loop_code(300);
+    let config = ServiceConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        ..config()
+    };
+    {
+        let mut service = Service::new(runtime(), config.clone(), None);
+        service.on_notification(&committed(vec![deploying(
+            block(1, 1, Some(&[(&code, 50_000)])),
+            &[&code],
+        )]));
+        assert!(service.wait_idle(Duration::from_secs(120)));
+        assert_eq!(service.installed(key(&code)), Some(Tier::Optimised));
+        service.shutdown();
+    }
+    // A new process, as far as the registry knows: nothing compiled, nothing notified yet.
+    let runtime = runtime();
+    let service = Service::new(runtime.clone(), config, None);
+    assert_eq!(service.stats().cache_loads, 1);
+    assert_eq!(service.installed(key(&code)), Some(Tier::Optimised));
+    assert_heat(&service, &code, 50_000.0);
+    call_once(&runtime, &code);
+    assert_eq!(runtime.stats.compiled_frames.load(Ordering::Relaxed), 1);
+    assert_eq!(runtime.stats.interpreted_frames.load(Ordering::Relaxed), 0);
+    service.shutdown();
+}
+
+#[test]
+fn a_broken_cache_directory_is_refused_and_the_service_runs_without_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("cache");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let code = loop_code(301);
+    let mut service = Service::new(
+        runtime(),
+        ServiceConfig {
+            cache_dir: Some(open.clone()),
+            ..config()
+        },
+        None,
+    );
+    service.on_notification(&committed(vec![deploying(
+        block(1, 1, Some(&[(&code, 5_000)])),
+        &[&code],
+    )]));
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    assert_eq!(service.installed(key(&code)), Some(Tier::Baseline));
+    service.shutdown();
+    assert_eq!(
+        std::fs::read_dir(&open).unwrap().count(),
+        0,
+        "nothing written there"
+    );
 }
