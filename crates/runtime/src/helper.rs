@@ -329,6 +329,11 @@ impl HelperProcess {
         }
     }
 
+    /// Changes the address-space limit of helpers started from now on.
+    pub fn set_address_space_limit(&mut self, bytes: Option<u64>) {
+        self.config.address_space_limit = bytes;
+    }
+
     /// Helpers started again after one died or was killed.
     pub fn restarts(&self) -> u64 {
         self.restarts.load(Ordering::Relaxed)

@@ -51,7 +51,8 @@ fn a_helper_compiles_and_is_reused() {
 
 #[test]
 fn a_hanging_helper_is_killed_at_the_timeout() {
-    let helpers = helpers(Duration::from_millis(500));
+    // Long enough for a fresh helper to compile a small code on a busy machine.
+    let helpers = helpers(Duration::from_secs(5));
     let mut hang = request(ADD);
     hang.helper_fault = Some(HelperFault::Hang);
     let err = helpers.compile(&hang).unwrap_err();
@@ -79,7 +80,8 @@ fn an_aborting_helper_costs_its_job() {
 
 #[test]
 fn a_helper_that_exhausts_its_memory_limit_costs_its_job() {
-    let helpers = helpers(Duration::from_secs(60));
+    let mut helpers = helpers(Duration::from_secs(60));
+    helpers.set_address_space_limit(Some(1 << 30));
     let mut hog = request(ADD);
     hog.helper_fault = Some(HelperFault::ExhaustMemory);
     let err = helpers.compile(&hog).unwrap_err();
