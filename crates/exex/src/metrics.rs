@@ -27,6 +27,8 @@ pub const DROPPED_JOBS: &str = "kiln.dropped_jobs";
 pub const EXPIRED_REPORTS: &str = "kiln.expired_reports";
 /// Gauge, labelled `tier`: codes the service has installed in the registry.
 pub const INSTALLED_CODES: &str = "kiln.installed_codes";
+/// Counter: compiled objects loaded from the object cache at start.
+pub const CACHE_LOADS: &str = "kiln.cache_loads";
 
 /// The `tier` label's values.
 const TIERS: [&str; 2] = ["baseline", "optimised"];
@@ -61,6 +63,10 @@ pub fn describe() {
         "EVM usage reports no canonical block claimed before they aged out"
     );
     describe_gauge!(INSTALLED_CODES, "Codes installed in the registry, per tier");
+    describe_counter!(
+        CACHE_LOADS,
+        "Compiled objects loaded from the object cache at start"
+    );
 }
 
 pub(crate) fn notification() {
@@ -81,6 +87,10 @@ pub(crate) fn compile_time(tier: Tier, elapsed: Duration) {
 
 pub(crate) fn dropped_job() {
     ::metrics::counter!(DROPPED_JOBS).increment(1);
+}
+
+pub(crate) fn cache_load() {
+    ::metrics::counter!(CACHE_LOADS).increment(1);
 }
 
 pub(crate) fn expired_reports(count: usize) {

@@ -8,7 +8,7 @@ use crate::{
     metrics,
     notification::{Chain, FinishedHeight, Notification},
     queue::{CompileQueue, Job},
-    status::{installed_per_tier, StatusSnapshot},
+    status::{installed_per_tier, SharedStatus, StatusSnapshot},
 };
 use kiln_compiler::{CompileOptions, OptLevel};
 use kiln_runtime::{
@@ -103,6 +103,8 @@ pub struct Service {
     /// Whether the installed code is in the registry (false after a disable).
     serving: bool,
     stats: ServiceStats,
+    /// Where each poll publishes the status, if anywhere.
+    status_sink: Option<SharedStatus>,
 }
 
 impl std::fmt::Debug for Service {
@@ -177,6 +179,7 @@ impl Service {
             control: ServiceControl::default(),
             serving: true,
             stats: ServiceStats::default(),
+            status_sink: None,
             cache,
         };
         service.warm_start();
@@ -217,6 +220,7 @@ impl Service {
                     );
                     self.installed.insert(key.code, tier);
                     self.stats.cache_loads += 1;
+                    metrics::cache_load();
                 }
                 Err(e) => {
                     tracing::warn!(hash = %key.code.0, error = %e, "cached object does not link; it will be compiled again")
@@ -255,7 +259,8 @@ impl Service {
         }
     }
 
-    /// Processes one notification and answers with the height it is done with.
+    /// Processes one notification, then [polls](Service::poll) (which publishes the status to the
+    /// [status sink](Service::set_status_sink)), and answers with the height it is done with.
     pub fn on_notification(&mut self, notification: &Notification) -> Option<FinishedHeight> {
         self.stats.notifications += 1;
         metrics::notification();
@@ -395,7 +400,8 @@ impl Service {
         self.serving = enabled;
     }
 
-    /// Installs finished compilations and hands queued jobs to idle workers.
+    /// Installs finished compilations, hands queued jobs to idle workers, sets the gauges and
+    /// publishes the status to the [status sink](Service::set_status_sink), if there is one.
     pub fn poll(&mut self) {
         self.apply_control();
         let finished =
@@ -437,15 +443,21 @@ impl Service {
                 }
             }
         }
-        metrics::state(self.queue.len(), self.in_flight.len(), &self.installed);
-        if !self.serving || self.control.is_paused() {
-            return;
-        }
-        while self.in_flight.len() < self.config.worker_count.max(1) {
-            let Some(job) = self.queue.pop() else { break };
-            self.start(job);
+        if self.serving && !self.control.is_paused() {
+            while self.in_flight.len() < self.config.worker_count.max(1) {
+                let Some(job) = self.queue.pop() else { break };
+                self.start(job);
+            }
         }
         metrics::state(self.queue.len(), self.in_flight.len(), &self.installed);
+        self.publish_status();
+    }
+
+    /// Publishes [`Service::status`] to the status sink, if there is one.
+    fn publish_status(&self) {
+        if let Some(sink) = &self.status_sink {
+            sink.publish(self);
+        }
     }
 
     /// Hands a job to the workers.
@@ -520,6 +532,15 @@ impl Service {
             .get(&hash)
             .cloned()
             .or_else(|| self.source.as_ref()?.code(hash))
+    }
+
+    /// Makes the service publish its [`status`](Service::status) to `sink` at the end of every
+    /// [`poll`](Service::poll), and so after every notification: readers such as the `kiln_status`
+    /// RPC method (give [`rpc::serve`](crate::rpc::serve) a clone of `sink`) see a fresh snapshot
+    /// without anyone publishing by hand. Publishes once now; replaces an earlier sink.
+    pub fn set_status_sink(&mut self, sink: SharedStatus) {
+        self.status_sink = Some(sink);
+        self.publish_status();
     }
 
     /// The handle that enables, disables, pauses, resumes and clears this service.

@@ -47,6 +47,7 @@ struct StatsDef {
     compile_micros: u64,
     dropped_jobs: u64,
     expired_reports: u64,
+    cache_loads: u64,
 }
 
 /// Codes installed at the baseline tier and at the optimising tier.
@@ -60,9 +61,11 @@ pub(crate) fn installed_per_tier<S: BuildHasher>(
     (installed.len() - optimised, optimised)
 }
 
-/// The latest [`StatusSnapshot`], shared between the thread that drives the [`Service`] (which
-/// publishes it after each notification or poll) and readers such as the RPC server. Cheap to
-/// clone.
+/// The latest [`StatusSnapshot`], shared between the thread that drives the [`Service`] and
+/// readers such as the RPC server. Cheap to clone. Hand a clone to
+/// [`Service::set_status_sink`] and the service publishes to it at the end of every
+/// [`Service::poll`] (so after every notification too); [`SharedStatus::publish`] takes a snapshot
+/// by hand.
 #[derive(Clone, Debug, Default)]
 pub struct SharedStatus(Arc<Mutex<StatusSnapshot>>);
 

@@ -26,6 +26,9 @@ type Metric = (
     DebugValue,
 );
 const KILN_TOML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../etc/kiln.toml");
+const METRICS_RS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/metrics.rs");
+const GRAFANA_JSON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../etc/grafana/kiln.json");
+const PROMETHEUS_YML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../etc/prometheus.yml");
 
 /// A counting loop from `n` down to zero: code worth compiling, distinct per `n`.
 fn loop_code(n: u16) -> Vec<u8> {
@@ -59,21 +62,28 @@ fn committed(number: u64, code: &[u8], gas: u64) -> Notification {
     }
 }
 
-fn service() -> Service {
-    let runtime = Arc::new(Runtime::new(
-        Backend::Jit,
-        CompilePolicy::LookupOnly,
-        CompileOptions::default(),
-    ));
-    let config = ServiceConfig {
+fn config() -> ServiceConfig {
+    ServiceConfig {
         half_life_blocks: 1e12,
         hot_threshold_gas: 1_000,
         optimise_threshold_gas: 10_000,
         compile: CompileOptions::default(),
         isolation: false,
         ..ServiceConfig::default()
-    };
+    }
+}
+
+fn service_with(config: ServiceConfig) -> Service {
+    let runtime = Arc::new(Runtime::new(
+        Backend::Jit,
+        CompilePolicy::LookupOnly,
+        CompileOptions::default(),
+    ));
     Service::new(runtime, config, None)
+}
+
+fn service() -> Service {
+    service_with(config())
 }
 
 #[test]
@@ -184,6 +194,142 @@ fn a_compilation_is_counted_timed_and_its_code_gauged() {
     service.shutdown();
 }
 
+#[test]
+fn objects_loaded_from_the_cache_at_start_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServiceConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        ..config()
+    };
+    let code = loop_code(63);
+    // Not the global recorder, which the Prometheus test checks.
+    ::metrics::with_local_recorder(&::metrics::NoopRecorder, || {
+        let mut service = service_with(config.clone());
+        service.on_notification(&committed(1, &code, 5_000));
+        assert!(service.wait_idle(Duration::from_secs(120)));
+        service.shutdown();
+    });
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let service = ::metrics::with_local_recorder(&recorder, || service_with(config));
+    assert_eq!(service.stats().cache_loads, 1);
+    let snapshot = snapshotter.snapshot().into_vec();
+    assert_eq!(
+        metric(&snapshot, metrics::CACHE_LOADS, &[]),
+        Some(&DebugValue::Counter(1))
+    );
+    service.shutdown();
+}
+
+/// The metric names `metrics.rs` defines (its `pub const NAME: &str = "kiln.…";` items), read
+/// from the source so that a metric added there without a dashboard panel fails the test below.
+fn defined_metrics() -> Vec<String> {
+    let source = std::fs::read_to_string(METRICS_RS).unwrap();
+    let names: Vec<String> = source
+        .lines()
+        .filter(|l| l.starts_with("pub const ") && l.contains(": &str = \"kiln."))
+        .filter_map(|l| Some(l.split('"').nth(1)?.to_owned()))
+        .collect();
+    for name in [
+        metrics::NOTIFICATIONS,
+        metrics::COMPILATIONS,
+        metrics::COMPILE_FAILURES,
+        metrics::COMPILE_SECONDS,
+        metrics::QUEUE_DEPTH,
+        metrics::JOBS_IN_FLIGHT,
+        metrics::DROPPED_JOBS,
+        metrics::EXPIRED_REPORTS,
+        metrics::INSTALLED_CODES,
+        metrics::CACHE_LOADS,
+    ] {
+        assert!(
+            names.iter().any(|n| n == name),
+            "{name} read from metrics.rs"
+        );
+    }
+    names
+}
+
+/// Every `expr` (a panel's PromQL query) anywhere in `value`.
+fn exprs<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                match (key.as_str(), v) {
+                    ("expr", serde_json::Value::String(expr)) => found.push(expr),
+                    _ => exprs(v, found),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| exprs(v, found)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_charts_every_metric_and_prometheus_scrapes_the_exporter() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(GRAFANA_JSON).unwrap()).unwrap();
+    assert_eq!(dashboard["__inputs"][0]["name"], "DS_PROMETHEUS");
+    let panels = dashboard["panels"].as_array().unwrap();
+    let mut found = Vec::new();
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        assert_eq!(panel["datasource"]["uid"], "${DS_PROMETHEUS}", "{panel}");
+        let mut own = Vec::new();
+        exprs(panel, &mut own);
+        assert!(!own.is_empty(), "a query in {}", panel["title"]);
+        found.extend(own);
+    }
+    // The series the queries name, as the exporter renders them (dots become underscores, no
+    // `_total` suffix; a histogram is `_bucket`, `_sum` and `_count`).
+    let series: Vec<&str> = found
+        .iter()
+        .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')))
+        .filter(|t| t.starts_with("kiln_"))
+        .collect();
+    let defined = defined_metrics();
+    let rendered: Vec<String> = defined.iter().map(|n| n.replace('.', "_")).collect();
+    let base = |s: &str| {
+        rendered
+            .iter()
+            .find(|r| {
+                s == r.as_str()
+                    || ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|suffix| s.strip_prefix(r.as_str()) == Some(suffix))
+            })
+            .cloned()
+    };
+    for s in &series {
+        assert!(
+            base(s).is_some(),
+            "the dashboard queries {s}, which metrics.rs does not define"
+        );
+    }
+    for r in &rendered {
+        assert!(
+            series.iter().any(|s| base(s).as_ref() == Some(r)),
+            "no panel of etc/grafana/kiln.json charts {r}"
+        );
+    }
+    // The compile-time histogram is charted through its buckets (quantiles).
+    let histogram = metrics::COMPILE_SECONDS.replace('.', "_");
+    assert!(found
+        .iter()
+        .any(|e| e.contains("histogram_quantile") && e.contains(&format!("{histogram}_bucket"))));
+
+    let scrape = std::fs::read_to_string(PROMETHEUS_YML).unwrap();
+    assert!(scrape.contains("job_name: kiln"));
+    assert!(scrape.contains("scrape_interval: 5s"));
+    let target = format!("- {}", metrics::DEFAULT_PROMETHEUS_ADDR);
+    assert!(
+        scrape.lines().any(|l| l.trim() == target),
+        "etc/prometheus.yml scrapes {target}"
+    );
+    assert_eq!(metrics::DEFAULT_PROMETHEUS_ADDR.port(), 9101);
+}
+
 /// The Prometheus endpoint renders the service's metrics, compile times as a histogram with
 /// buckets. (It installs the process's global recorder; the other tests record locally.)
 #[cfg(feature = "prometheus")]
@@ -238,9 +384,14 @@ fn prometheus_endpoint_serves_the_metrics() {
 
 #[tokio::test]
 async fn rpc_drives_the_control_and_reports_the_status() {
+    // The service's gauges stay off the global recorder, which the Prometheus test checks (the
+    // runtime of this test is single-threaded: the guard covers every poll).
+    let _recorder = ::metrics::set_default_local_recorder(&::metrics::NoopRecorder);
     let code = loop_code(61);
     let mut service = service();
     let status = SharedStatus::default();
+    // The service publishes after every poll and notification: nobody here publishes by hand.
+    service.set_status_sink(status.clone());
     let (addr, server) = rpc::serve(
         "127.0.0.1:0".parse().unwrap(),
         service.control(),
@@ -253,10 +404,16 @@ async fn rpc_drives_the_control_and_reports_the_status() {
         .build(format!("http://{addr}"))
         .unwrap();
 
+    let s: serde_json::Value = client.request("kiln_status", rpc_params![]).await.unwrap();
+    assert_eq!(
+        s["snapshot"]["serving"], true,
+        "published when the sink was set: {s}"
+    );
+    assert_eq!(s["snapshot"]["stats"]["notifications"], 0);
+
     let _: () = client.request("kiln_pause", rpc_params![]).await.unwrap();
     assert!(service.control().is_paused());
     service.on_notification(&committed(1, &code, 5_000));
-    status.publish(&service);
     let s: serde_json::Value = client.request("kiln_status", rpc_params![]).await.unwrap();
     assert_eq!(s["enabled"], true);
     assert_eq!(s["paused"], true);
@@ -267,7 +424,6 @@ async fn rpc_drives_the_control_and_reports_the_status() {
     let _: () = client.request("kiln_resume", rpc_params![]).await.unwrap();
     assert!(!service.control().is_paused());
     assert!(service.wait_idle(Duration::from_secs(120)));
-    status.publish(&service);
     let s: serde_json::Value = client.request("kiln_status", rpc_params![]).await.unwrap();
     assert_eq!(s["paused"], false);
     assert_eq!(s["snapshot"]["installedBaseline"], 1, "{s}");
@@ -276,6 +432,9 @@ async fn rpc_drives_the_control_and_reports_the_status() {
     let _: () = client.request("kiln_clear", rpc_params![]).await.unwrap();
     service.poll();
     assert_eq!(service.installed((keccak256(&code), SPEC)), None);
+    let s: serde_json::Value = client.request("kiln_status", rpc_params![]).await.unwrap();
+    assert_eq!(s["snapshot"]["installedBaseline"], 0, "{s}");
+    assert_eq!(s["snapshot"]["serving"], true);
 
     let _: () = client
         .request("kiln_setEnabled", rpc_params![false])
@@ -283,11 +442,9 @@ async fn rpc_drives_the_control_and_reports_the_status() {
         .unwrap();
     assert!(!service.control().is_enabled());
     service.poll();
-    status.publish(&service);
     let s: serde_json::Value = client.request("kiln_status", rpc_params![]).await.unwrap();
     assert_eq!(s["enabled"], false);
     assert_eq!(s["snapshot"]["serving"], false);
-    assert_eq!(s["snapshot"]["installedBaseline"], 0);
 
     server.stop().unwrap();
     server.stopped().await;
