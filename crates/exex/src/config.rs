@@ -45,6 +45,12 @@ pub struct ServiceConfig {
     pub cache_dir: Option<std::path::PathBuf>,
     /// Objects the cache keeps, in bytes; the least recently used go first.
     pub cache_max_bytes: u64,
+    /// Compiled code the service keeps resident, in bytes of linked objects (reth's
+    /// `--jit.code-cache-bytes`); beyond it the least recently used code is evicted.
+    pub code_cache_bytes: u64,
+    /// Code no canonical block used for this many seconds is evicted (reth's
+    /// `--jit.idle-evict-duration`); 0 keeps it.
+    pub idle_evict_secs: u64,
     /// Compile options of the optimising tier (the quick tier uses the same at the baseline
     /// level).
     #[serde(skip)]
@@ -66,6 +72,8 @@ impl Default for ServiceConfig {
             helper_address_space_limit: 4 << 30,
             cache_dir: None,
             cache_max_bytes: 1 << 30,
+            code_cache_bytes: 1 << 30,
+            idle_evict_secs: 3600,
             compile: CompileOptions {
                 // The service chooses what to compile: code that cannot beat the interpreter
                 // is left to it.

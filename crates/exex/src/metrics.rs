@@ -29,6 +29,10 @@ pub const EXPIRED_REPORTS: &str = "kiln.expired_reports";
 pub const INSTALLED_CODES: &str = "kiln.installed_codes";
 /// Counter: compiled objects loaded from the object cache at start.
 pub const CACHE_LOADS: &str = "kiln.cache_loads";
+/// Counter: installed code evicted (idle, or over the memory budget).
+pub const EVICTIONS: &str = "kiln.evictions";
+/// Gauge: bytes of compiled code the service keeps resident.
+pub const RESIDENT_BYTES: &str = "kiln.resident_bytes";
 
 /// The `tier` label's values.
 const TIERS: [&str; 2] = ["baseline", "optimised"];
@@ -67,6 +71,15 @@ pub fn describe() {
         CACHE_LOADS,
         "Compiled objects loaded from the object cache at start"
     );
+    describe_counter!(
+        EVICTIONS,
+        "Installed code evicted (idle, or over the memory budget)"
+    );
+    describe_gauge!(
+        RESIDENT_BYTES,
+        Unit::Bytes,
+        "Compiled code the service keeps resident"
+    );
 }
 
 pub(crate) fn notification() {
@@ -91,6 +104,14 @@ pub(crate) fn dropped_job() {
 
 pub(crate) fn cache_load() {
     ::metrics::counter!(CACHE_LOADS).increment(1);
+}
+
+pub(crate) fn evicted() {
+    ::metrics::counter!(EVICTIONS).increment(1);
+}
+
+pub(crate) fn resident_bytes(bytes: u64) {
+    ::metrics::gauge!(RESIDENT_BYTES).set(bytes as f64);
 }
 
 pub(crate) fn expired_reports(count: usize) {

@@ -50,6 +50,8 @@ pub struct ServiceStats {
     pub expired_reports: u64,
     /// Compiled objects loaded from the cache at start.
     pub cache_loads: u64,
+    /// Installed code evicted (idle, or over the memory budget).
+    pub evictions: u64,
 }
 
 /// The heat ranking's file in the cache directory.
@@ -67,6 +69,13 @@ fn read_heat(path: &std::path::Path) -> Option<SavedHeat> {
     serde_json::from_slice(&bytes)
         .inspect_err(|e| tracing::warn!(path = %path.display(), error = %e, "heat ranking unreadable; starting cold"))
         .ok()
+}
+
+/// An installed code's share of the memory budget.
+#[derive(Clone, Copy, Debug)]
+struct Resident {
+    bytes: u64,
+    last_used: Instant,
 }
 
 /// A compilation a worker finished.
@@ -93,6 +102,8 @@ pub struct Service {
     finished: Arc<Mutex<Vec<Finished>>>,
     in_flight: FxHashMap<CodeKey, Tier>,
     installed: FxHashMap<CodeKey, Tier>,
+    /// Size and last canonical use of each installed code, for the memory budget.
+    resident: FxHashMap<CodeKey, Resident>,
     /// Codes that will not be compiled, and why.
     failed: FxHashMap<CodeKey, String>,
     /// Codes the quick tier refused: they go straight to the optimising tier.
@@ -174,6 +185,7 @@ impl Service {
             finished: Arc::default(),
             in_flight: FxHashMap::default(),
             installed: FxHashMap::default(),
+            resident: FxHashMap::default(),
             failed: FxHashMap::default(),
             quick_failed: FxHashSet::default(),
             control: ServiceControl::default(),
@@ -213,12 +225,7 @@ impl Service {
                     } else {
                         Tier::Baseline
                     };
-                    self.runtime.insert(
-                        key.code.0,
-                        key.code.1,
-                        Entry::Ready(Arc::new(CompiledCode::Jit(f))),
-                    );
-                    self.installed.insert(key.code, tier);
+                    self.install(key.code, tier, CompiledCode::Jit(f));
                     self.stats.cache_loads += 1;
                     metrics::cache_load();
                 }
@@ -313,7 +320,11 @@ impl Service {
             touched.extend(gas.iter().map(|(key, _)| *key));
             self.heat.add_block(block.number, block.hash, gas);
         }
+        let now = Instant::now();
         for key in touched {
+            if let Some(r) = self.resident.get_mut(&key) {
+                r.last_used = now;
+            }
             self.consider(key);
         }
     }
@@ -392,8 +403,8 @@ impl Service {
     fn apply_control(&mut self) {
         let enabled = self.control.is_enabled();
         if self.control.take_clear() || (!enabled && self.serving) {
-            for key in std::mem::take(&mut self.installed).into_keys() {
-                self.runtime.remove(key.0, key.1);
+            for key in self.installed.keys().copied().collect::<Vec<_>>() {
+                self.uninstall(key);
             }
             self.queue.clear();
         }
@@ -415,9 +426,7 @@ impl Service {
                     if !self.serving || self.installed.get(&f.key) == Some(&Tier::Optimised) {
                         continue;
                     }
-                    self.runtime
-                        .insert(f.key.0, f.key.1, Entry::Ready(Arc::new(code)));
-                    self.installed.insert(f.key, f.tier);
+                    self.install(f.key, f.tier, code);
                     match f.tier {
                         Tier::Optimised => self.stats.compiled_optimised += 1,
                         _ => self.stats.compiled_quick += 1,
@@ -443,6 +452,7 @@ impl Service {
                 }
             }
         }
+        self.evict();
         if self.serving && !self.control.is_paused() {
             while self.in_flight.len() < self.config.worker_count.max(1) {
                 let Some(job) = self.queue.pop() else { break };
@@ -450,7 +460,77 @@ impl Service {
             }
         }
         metrics::state(self.queue.len(), self.in_flight.len(), &self.installed);
+        metrics::resident_bytes(self.resident_bytes());
         self.publish_status();
+    }
+
+    /// Puts compiled code in the registry (moving its epoch) and counts it against the budget.
+    fn install(&mut self, key: CodeKey, tier: Tier, code: CompiledCode) {
+        let bytes = match &code {
+            CompiledCode::Jit(f) => f.object_bytes() as u64,
+            CompiledCode::Aot(_) => 0,
+        };
+        self.runtime
+            .insert(key.0, key.1, Entry::Ready(Arc::new(code)));
+        self.installed.insert(key, tier);
+        self.resident.insert(
+            key,
+            Resident {
+                bytes,
+                last_used: Instant::now(),
+            },
+        );
+    }
+
+    /// Takes installed code out of the registry. Its memory is freed once the EVMs that hold it
+    /// have moved on (they drop what they looked up when the registry's epoch moves).
+    fn uninstall(&mut self, key: CodeKey) {
+        self.runtime.remove(key.0, key.1);
+        self.installed.remove(&key);
+        self.resident.remove(&key);
+    }
+
+    /// Evicts code idle for longer than the idle limit, then the least recently used until the
+    /// resident code fits its budget.
+    fn evict(&mut self) {
+        let mut evicted = Vec::new();
+        if self.config.idle_evict_secs > 0 {
+            let idle = Duration::from_secs(self.config.idle_evict_secs);
+            evicted.extend(
+                self.resident
+                    .iter()
+                    .filter(|(_, r)| r.last_used.elapsed() > idle)
+                    .map(|(k, _)| *k),
+            );
+        }
+        evicted.iter().for_each(|k| self.uninstall(*k));
+        let mut total: u64 = self.resident.values().map(|r| r.bytes).sum();
+        if total > self.config.code_cache_bytes {
+            let mut by_age: Vec<_> = self
+                .resident
+                .iter()
+                .map(|(k, r)| (r.last_used, r.bytes, *k))
+                .collect();
+            by_age.sort_by_key(|(used, _, _)| *used);
+            for (_, bytes, key) in by_age {
+                if total <= self.config.code_cache_bytes {
+                    break;
+                }
+                total -= bytes;
+                self.uninstall(key);
+                evicted.push(key);
+            }
+        }
+        for key in evicted {
+            self.stats.evictions += 1;
+            metrics::evicted();
+            tracing::debug!(hash = %key.0, "compiled code evicted");
+        }
+    }
+
+    /// Compiled code resident now, in bytes of linked objects.
+    pub fn resident_bytes(&self) -> u64 {
+        self.resident.values().map(|r| r.bytes).sum()
     }
 
     /// Publishes [`Service::status`] to the status sink, if there is one.

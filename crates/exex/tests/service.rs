@@ -464,3 +464,72 @@ fn a_broken_cache_directory_is_refused_and_the_service_runs_without_it() {
         "nothing written there"
     );
 }
+
+#[test]
+fn over_the_memory_budget_the_least_recently_used_code_is_evicted_and_freed() {
+    let (a, b) = (loop_code(400), loop_code(401));
+    let quick = CompileOptions {
+        opt_level: kiln_compiler::OptLevel::Baseline,
+        ..CompileOptions::default()
+    };
+    let one = kiln_compiler::compile_jit(&loop_code(402), SPEC, &quick, None)
+        .unwrap()
+        .object_bytes() as u64;
+    let runtime = runtime();
+    let mut service = Service::new(
+        runtime.clone(),
+        ServiceConfig {
+            code_cache_bytes: one + one / 2,
+            ..config()
+        },
+        None,
+    );
+    service.on_notification(&committed(vec![deploying(
+        block(1, 1, Some(&[(&a, 5_000)])),
+        &[&a, &b],
+    )]));
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    let Some(Entry::Ready(code_a)) = runtime.get(keccak256(&a), SPEC) else {
+        panic!("a is not installed")
+    };
+    let freed = Arc::downgrade(&code_a);
+    drop(code_a);
+    std::thread::sleep(Duration::from_millis(5));
+    service.on_notification(&committed(vec![block(2, 1, Some(&[(&b, 5_000)]))]));
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    assert_eq!(
+        service.installed(key(&a)),
+        None,
+        "a, used longest ago, was evicted"
+    );
+    assert_eq!(service.installed(key(&b)), Some(Tier::Baseline));
+    assert!(runtime.get(keccak256(&a), SPEC).is_none());
+    assert!(freed.upgrade().is_none(), "a's code was freed");
+    assert!(service.resident_bytes() <= one + one / 2);
+    assert_eq!(service.stats().evictions, 1);
+    service.shutdown();
+}
+
+#[test]
+fn code_no_canonical_block_used_for_the_idle_limit_is_evicted() {
+    let a = loop_code(410);
+    let mut service = Service::new(
+        runtime(),
+        ServiceConfig {
+            idle_evict_secs: 1,
+            ..config()
+        },
+        None,
+    );
+    service.on_notification(&committed(vec![deploying(
+        block(1, 1, Some(&[(&a, 5_000)])),
+        &[&a],
+    )]));
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    assert_eq!(service.installed(key(&a)), Some(Tier::Baseline));
+    std::thread::sleep(Duration::from_millis(1_200));
+    service.poll();
+    assert_eq!(service.installed(key(&a)), None);
+    assert_eq!(service.stats().evictions, 1);
+    service.shutdown();
+}
