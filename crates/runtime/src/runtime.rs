@@ -265,8 +265,8 @@ impl Runtime {
             return Lookup::Never;
         }
         let key = (hash, spec);
-        let lookups = self.usage.record_lookup(key);
         if let Some(tiered) = &self.tiered {
+            let lookups = self.usage.record_lookup(key);
             return tiered::lookup(self, tiered, key, lookups, code);
         }
         match self.policy {

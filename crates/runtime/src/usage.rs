@@ -10,9 +10,10 @@ use std::sync::{
     Mutex,
 };
 
-/// Lookups per code. An EVM looks a code up when it first runs it (and again after the store
-/// changed, or now and then while it holds baseline code), not per frame, so one lock per lookup
-/// stays off the per-frame path.
+/// Lookups per code, counted under the tiered policy (its measure of heat). There an EVM looks
+/// a code up when it first runs it (and again after the store changed, or now and then while it
+/// holds baseline code), not per frame. Other policies do not count: under lookup-only, code not
+/// compiled yet is looked up at every frame start, where a shared lock has no place.
 #[derive(Debug, Default)]
 pub struct Usage {
     lookups: Mutex<FxHashMap<CodeKey, u64>>,
