@@ -66,6 +66,10 @@ pub struct FrameCache {
     baseline_held: usize,
     /// Gas and frames per code for the block being executed, when the runtime collects usage.
     tally: Option<Box<Tally>>,
+    /// Codes of `hits` that were waiting for verification when looked up.
+    verifying: Vec<(B256, SpecId)>,
+    /// Codes waiting for verification that the current transaction's frames ran.
+    candidates: Vec<(B256, SpecId)>,
 }
 
 /// One EVM's usage of each code in one block. A frame finds its code's slot once, when it
@@ -174,6 +178,8 @@ impl FrameCache {
             tiered,
             baseline_held: 0,
             tally,
+            verifying: Vec::new(),
+            candidates: Vec::new(),
         }
     }
 
@@ -203,6 +209,7 @@ impl FrameCache {
             self.runtime.apply_promotions();
         }
         self.transactions += 1;
+        self.candidates.clear();
         let epoch = self.runtime.epoch();
         let relookup = self.baseline_held > 0 && self.transactions > TIERED_RELOOKUP_TRANSACTIONS;
         if epoch != self.epoch || relookup {
@@ -210,6 +217,7 @@ impl FrameCache {
             // The functions `by_depth` points at may be freed once `hits` lets them go.
             self.by_depth.clear();
             self.last = None;
+            self.verifying.clear();
             self.epoch = epoch;
             self.transactions = 1;
             self.baseline_held = 0;
@@ -223,6 +231,12 @@ impl FrameCache {
         if self.compiled_frames + self.interpreted_frames >= STATS_BATCH {
             self.flush_stats();
         }
+    }
+
+    /// The codes waiting for verification that the last transaction's frames ran (see
+    /// [`kiln_runtime::Capture`]); empties the list.
+    pub fn take_candidates(&mut self) -> Vec<(B256, SpecId)> {
+        std::mem::take(&mut self.candidates)
     }
 
     /// Adds the frame counters gathered so far to the runtime's.
@@ -259,6 +273,9 @@ impl FrameCache {
             interpreter.bytecode.get_or_calculate_hash(),
             interpreter.runtime_flag.spec_id,
         );
+        if !self.verifying.is_empty() && self.verifying.contains(&key) {
+            self.note_candidate(key);
+        }
         if let Some((last, f)) = self.last {
             if last == key {
                 return f;
@@ -281,6 +298,13 @@ impl FrameCache {
                         e.insert(None);
                         None
                     }
+                    Lookup::Verifying(f) => {
+                        self.verifying.push(key);
+                        if !self.candidates.contains(&key) {
+                            self.candidates.push(key);
+                        }
+                        e.insert(f).as_deref().map(CompiledCode::as_fn)
+                    }
                     // Not remembered: a background compilation may fill it in.
                     Lookup::NotYet => return None,
                     // Not remembered: the profile ends in a compilation.
@@ -293,6 +317,12 @@ impl FrameCache {
         };
         self.last = Some((key, f));
         f
+    }
+
+    fn note_candidate(&mut self, key: (B256, SpecId)) {
+        if !self.candidates.contains(&key) {
+            self.candidates.push(key);
+        }
     }
 
     /// The function for the frame at `depth`: looked up when the frame starts (pc 0), remembered

@@ -74,6 +74,11 @@ impl<CTX, INSP, P> KilnEvm<CTX, INSP, P> {
         self.cache.flush_stats();
     }
 
+    /// The codes waiting for verification that the last transaction ran; empties the list.
+    pub fn take_candidates(&mut self) -> Vec<kiln_runtime::CodeKey> {
+        self.cache.take_candidates()
+    }
+
     /// Wraps an existing revm EVM.
     pub fn from_revm(inner: RevmEvm<CTX, INSP, P>, runtime: Arc<Runtime>) -> Self {
         Self {

@@ -4,7 +4,7 @@
 use crate::evm::KilnEvm;
 use alloy_evm::{precompiles::PrecompilesMap, Database, EvmEnv, EvmFactory};
 use alloy_primitives::{Address, Bytes};
-use kiln_runtime::Runtime;
+use kiln_runtime::{Capture, Runtime};
 use revm::{
     context::{BlockEnv, CfgEnv, Context, TxEnv},
     context_interface::result::{EVMError, HaltReason, ResultAndState},
@@ -101,10 +101,28 @@ where
 
     fn transact_raw(&mut self, tx: TxEnv) -> Result<ResultAndState<HaltReason>, Self::Error> {
         if self.inspect {
-            self.evm.inner.inspect_tx(tx)
-        } else {
-            self.evm.transact(tx)
+            return self.evm.inner.inspect_tx(tx);
         }
+        if !self.evm.runtime().captures().wanted() {
+            return self.evm.transact(tx);
+        }
+        // Some code waits for verification: keep what a replay of this transaction needs, in
+        // case its frames run that code.
+        let recorded = tx.clone();
+        let executed = self.evm.transact(tx)?;
+        let candidates = self.evm.take_candidates();
+        if !candidates.is_empty() {
+            let ctx = &self.evm.inner.ctx;
+            self.evm.runtime().captures().push(Capture {
+                block: ctx.block.clone(),
+                cfg: ctx.cfg.clone(),
+                tx: recorded,
+                candidates,
+                result: executed.result.clone(),
+                state: executed.state.clone(),
+            });
+        }
+        Ok(executed)
     }
 
     fn transact_system_call(

@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod evm;
 pub mod factory;
 pub mod profile;
+pub mod roots;
 
 pub use evm::KilnEvm;
 pub use factory::{KilnAlloyEvm, KilnEvmFactory};

@@ -22,6 +22,7 @@ mod runtime;
 mod stats;
 pub mod store;
 mod usage;
+pub mod verify;
 pub mod workers;
 
 pub use artifacts::{ArtifactDir, ArtifactKey};
@@ -38,4 +39,5 @@ pub use runtime::{Backend, Lookup, Runtime};
 pub use stats::RuntimeStats;
 pub use store::{CodeKey, Entry, Store};
 pub use usage::{BlockId, BlockUsage, CodeUsage, Usage, UsageReports};
+pub use verify::{Capture, Captures};
 pub use workers::{CompileRequest, Compiler, InProcess, WorkerPool};

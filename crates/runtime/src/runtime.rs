@@ -7,7 +7,7 @@ use crate::{
         tiered::{self, Tier, Tiered},
         CompilePolicy, DEFAULT_PROMOTE_AFTER,
     },
-    ArtifactDir, ArtifactKey, CodeKey, CompiledCode, Entry, RuntimeError, RuntimeStats, Store,
+    ArtifactDir, ArtifactKey, Captures, CodeKey, CompiledCode, Entry, RuntimeError, RuntimeStats, Store,
     Usage, UsageReports,
 };
 use kiln_compiler::{CompileError, CompileOptions, Coverage, OptLevel};
@@ -44,6 +44,9 @@ pub enum Lookup {
     NotYet,
     /// Not compiled yet: interpret the frame and record what runs into this profile.
     Profile(Arc<Profile>),
+    /// New code waits for verification: run this (the code it replaces), or the interpreter,
+    /// and record the transaction ([`crate::Capture`]).
+    Verifying(Option<Arc<CompiledCode>>),
 }
 
 impl From<Entry> for Lookup {
@@ -52,6 +55,7 @@ impl From<Entry> for Lookup {
             Entry::Ready(f) => Self::Ready(f),
             Entry::Failed(_) => Self::Never,
             Entry::Profiling(p) => Self::Profile(p),
+            Entry::Verifying(f) => Self::Verifying(f),
         }
     }
 }
@@ -67,6 +71,7 @@ pub struct Runtime {
     store: Store,
     usage: Usage,
     reports: UsageReports,
+    captures: Captures,
     pub(crate) profiled: Profiled,
     /// The tiered policy's state, when it is in force (JIT above the baseline level).
     tiered: Option<Tiered>,
@@ -98,6 +103,7 @@ impl Runtime {
             store: Store::default(),
             usage: Usage::default(),
             reports: UsageReports::default(),
+            captures: Captures::default(),
             profiled: Profiled::default(),
             tiered,
             stats: RuntimeStats::default(),
@@ -168,6 +174,11 @@ impl Runtime {
         &self.reports
     }
 
+    /// Transactions recorded for verification, on their way from EVMs to the verifier.
+    pub fn captures(&self) -> &Captures {
+        &self.captures
+    }
+
     /// The backend.
     pub fn backend(&self) -> &Backend {
         &self.backend
@@ -199,7 +210,7 @@ impl Runtime {
         self.apply_promotions();
         match self.get(hash, spec)? {
             Entry::Ready(_) => {}
-            Entry::Failed(_) | Entry::Profiling(_) => return None,
+            Entry::Failed(_) | Entry::Profiling(_) | Entry::Verifying(_) => return None,
         }
         Some(
             self.tiered
@@ -255,7 +266,7 @@ impl Runtime {
             .or_insert_with(|| Entry::Profiling(Arc::default()))
         {
             Entry::Profiling(p) => Some(p.clone()),
-            Entry::Ready(_) | Entry::Failed(_) => None,
+            Entry::Ready(_) | Entry::Failed(_) | Entry::Verifying(_) => None,
         }
     }
 

@@ -21,6 +21,10 @@ pub enum Entry {
     /// Not compiled yet: its frames run on the interpreter and record which instructions run,
     /// for a profile-guided compilation ([`crate::CompilePolicy::AfterProfile`]).
     Profiling(Arc<Profile>),
+    /// New code waiting for verification: frames run the code it replaces (if any, else the
+    /// interpreter), and the transactions that run them are recorded for replay
+    /// ([`crate::Capture`]).
+    Verifying(Option<Arc<CompiledCode>>),
 }
 
 /// Compiled code by [`CodeKey`]. Readers take a read lock for one hash-map probe; nobody holds

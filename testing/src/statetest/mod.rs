@@ -4,7 +4,6 @@ pub(crate) mod backend;
 pub(crate) mod load;
 mod panics;
 pub(crate) mod report;
-mod roots;
 pub(crate) mod runner;
 mod skips;
 

@@ -15,10 +15,10 @@ use super::{
     load::{load_file, LoadedUnit, SequenceTx, Unit},
     panics,
     report::{CaseReport, Outcome},
-    roots,
     skips::{known_skip, Skip},
 };
 use crate::Mode;
+use kiln_evm::roots;
 
 /// A fork to run under: its label in reports and its revm spec.
 #[derive(Clone, Debug)]

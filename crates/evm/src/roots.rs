@@ -1,4 +1,5 @@
-//! Post-state commitments compared against the fixtures.
+//! Commitments to an execution's outcome: the state root of a post-state and the hash of its
+//! logs, as state tests and block headers commit to them.
 
 use alloy_primitives::{keccak256, Log, B256};
 use alloy_trie::{
