@@ -51,6 +51,12 @@ pub struct ServiceConfig {
     /// Code no canonical block used for this many seconds is evicted (reth's
     /// `--jit.idle-evict-duration`); 0 keeps it.
     pub idle_evict_secs: u64,
+    /// New compiled code runs for canonical execution only after it matched the interpreter on
+    /// this many real transactions, replayed in the background; 0 installs it unchecked.
+    pub verify_runs: u32,
+    /// Where a verification mismatch writes its reproducer (a state test); by default the
+    /// `mismatches` folder of `cache-dir`, or of the system's temporary directory.
+    pub reproducer_dir: Option<std::path::PathBuf>,
     /// Compile options of the optimising tier (the quick tier uses the same at the baseline
     /// level).
     #[serde(skip)]
@@ -74,6 +80,8 @@ impl Default for ServiceConfig {
             cache_max_bytes: 1 << 30,
             code_cache_bytes: 1 << 30,
             idle_evict_secs: 3600,
+            verify_runs: 2,
+            reproducer_dir: None,
             compile: CompileOptions {
                 // The service chooses what to compile: code that cannot beat the interpreter
                 // is left to it.

@@ -6,8 +6,14 @@
 //! ```text
 //! EVMs ──usage per block──> Runtime ──take──┐
 //! notifications (committed / reorged / reverted) ──> Service ──> Heat ──> CompileQueue
-//!                                                        └── WorkerPool ──> Store
+//!                                                        └── WorkerPool ──> Store (verifying)
+//! EVMs ──transactions that ran verifying code──> Runtime ──take──> verifier (replays)
+//!                                       match K times: Store (ready); mismatch: banned
 //! ```
+//!
+//! New code is not trusted at once: [`verify`] replays real transactions that ran it on the
+//! interpreter and on the new code, and only code that agreed `verify_runs` times serves
+//! canonical execution.
 //!
 //! Around it: [`ServiceConfig`] is read from a TOML file (`etc/kiln.toml`), [`metrics`] records
 //! what the service does (a Prometheus endpoint behind the `prometheus` feature), and [`rpc`]
@@ -23,6 +29,7 @@ pub mod queue;
 pub mod rpc;
 pub mod service;
 pub mod status;
+pub mod verify;
 
 pub use config::{ConfigError, ServiceConfig};
 pub use control::ServiceControl;

@@ -34,6 +34,15 @@ pub const EVICTIONS: &str = "kiln.evictions";
 /// Gauge: bytes of compiled code the service keeps resident.
 pub const RESIDENT_BYTES: &str = "kiln.resident_bytes";
 
+/// Counter, labelled `outcome` (`match`, `mismatch`, `inconclusive`): verification replays.
+pub const VERIFICATIONS: &str = "kiln.verifications";
+/// Gauge: compiled codes waiting for verification.
+pub const VERIFYING_CODES: &str = "kiln.verifying_codes";
+/// Counter: compile helpers restarted (after a crash, a kill or a timeout).
+pub const HELPER_RESTARTS: &str = "kiln.helper_restarts";
+/// Counter: compile jobs whose helper timed out.
+pub const HELPER_TIMEOUTS: &str = "kiln.helper_timeouts";
+
 /// The `tier` label's values.
 const TIERS: [&str; 2] = ["baseline", "optimised"];
 
@@ -75,6 +84,16 @@ pub fn describe() {
         EVICTIONS,
         "Installed code evicted (idle, or over the memory budget)"
     );
+    describe_counter!(
+        VERIFICATIONS,
+        "Verification replays of new compiled code, per outcome (match, mismatch, inconclusive)"
+    );
+    describe_gauge!(VERIFYING_CODES, "Compiled codes waiting for verification");
+    describe_counter!(
+        HELPER_RESTARTS,
+        "Compile helpers restarted after a crash, a kill or a timeout"
+    );
+    describe_counter!(HELPER_TIMEOUTS, "Compile jobs whose helper timed out");
     describe_gauge!(
         RESIDENT_BYTES,
         Unit::Bytes,
@@ -112,6 +131,20 @@ pub(crate) fn evicted() {
 
 pub(crate) fn resident_bytes(bytes: u64) {
     ::metrics::gauge!(RESIDENT_BYTES).set(bytes as f64);
+}
+
+pub(crate) fn verification(outcome: &'static str) {
+    ::metrics::counter!(VERIFICATIONS, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn verifying(codes: usize) {
+    ::metrics::gauge!(VERIFYING_CODES).set(codes as f64);
+}
+
+/// Sets the helper counters to the totals the helper keeps.
+pub(crate) fn helper(restarts: u64, timeouts: u64) {
+    ::metrics::counter!(HELPER_RESTARTS).absolute(restarts);
+    ::metrics::counter!(HELPER_TIMEOUTS).absolute(timeouts);
 }
 
 pub(crate) fn expired_reports(count: usize) {

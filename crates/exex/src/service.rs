@@ -9,12 +9,13 @@ use crate::{
     notification::{Chain, FinishedHeight, Notification},
     queue::{CompileQueue, Job},
     status::{installed_per_tier, SharedStatus, StatusSnapshot},
+    verify::{self, Verdict},
 };
 use kiln_compiler::{CompileOptions, OptLevel};
 use kiln_runtime::{
-    BlockId, BlockUsage, CodeKey, CodeUsage, CompileRequest, CompiledCode, Compiler, Entry,
-    HelperConfig, HelperProcess, InProcess, ObjectCache, ObjectKey, Runtime, RuntimeError, Tier,
-    WorkerPool,
+    Backend, BlockId, BlockUsage, Capture, CodeKey, CodeUsage, CompilePolicy, CompileRequest,
+    CompiledCode, Compiler, Entry, HelperConfig, HelperProcess, InProcess, ObjectCache, ObjectKey,
+    Runtime, RuntimeError, Tier, WorkerPool,
 };
 use revm::primitives::{hardfork::SpecId, Bytes, B256};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -52,6 +53,13 @@ pub struct ServiceStats {
     pub cache_loads: u64,
     /// Installed code evicted (idle, or over the memory budget).
     pub evictions: u64,
+    /// Verification replays that matched the interpreter.
+    pub verify_matches: u64,
+    /// Verification replays that did not: each bans its code.
+    pub verify_mismatches: u64,
+    /// Verification replays that could not reproduce the recorded execution (they count
+    /// neither way).
+    pub verify_inconclusive: u64,
 }
 
 /// The heat ranking's file in the cache directory.
@@ -62,6 +70,9 @@ const HEAT_FILE: &str = "heat.json";
 struct SavedHeat {
     head: u64,
     codes: Vec<(B256, u8, f64)>,
+    /// Codes whose compiled form disagreed with the interpreter, and how.
+    #[serde(default)]
+    banned: Vec<(B256, u8, String)>,
 }
 
 fn read_heat(path: &std::path::Path) -> Option<SavedHeat> {
@@ -82,8 +93,38 @@ struct Resident {
 struct Finished {
     key: CodeKey,
     tier: Tier,
-    result: Result<CompiledCode, RuntimeError>,
+    result: Result<Compiled, RuntimeError>,
     elapsed: Duration,
+}
+
+/// A compilation's result: the linked code, and the object and entry symbol it was linked from
+/// (kept in the object cache once the code has been verified).
+struct Compiled {
+    code: Arc<CompiledCode>,
+    object: Vec<u8>,
+    entry: String,
+}
+
+/// New code waiting for verification.
+struct Candidate {
+    tier: Tier,
+    code: Arc<CompiledCode>,
+    object: Vec<u8>,
+    entry: String,
+    /// A runtime that holds only this code, for replays.
+    replay: Arc<Runtime>,
+    /// Replays that matched.
+    passed: u32,
+    /// Replays handed to the verifier and not back yet.
+    running: u32,
+}
+
+/// A verification replay the verifier finished.
+struct Verified {
+    key: CodeKey,
+    code: Arc<CompiledCode>,
+    capture: Arc<Capture>,
+    verdict: Verdict,
 }
 
 /// The hot-code service. One per node; it owns its compile workers and joins them on
@@ -116,6 +157,17 @@ pub struct Service {
     stats: ServiceStats,
     /// Where each poll publishes the status, if anywhere.
     status_sink: Option<SharedStatus>,
+    /// The compiler the workers use (for its helper counters).
+    compiler: Arc<dyn Compiler>,
+    /// The verifier's thread: replays recorded transactions.
+    verifier: WorkerPool,
+    /// The interpreter-only runtime replays are checked against.
+    interpreter: Arc<Runtime>,
+    /// New code waiting for verification.
+    verifying: FxHashMap<CodeKey, Candidate>,
+    verified: Arc<Mutex<Vec<Verified>>>,
+    /// Codes whose compiled form disagreed with the interpreter, and how; kept across restarts.
+    banned: FxHashMap<CodeKey, String>,
 }
 
 impl std::fmt::Debug for Service {
@@ -167,7 +219,8 @@ impl Service {
         compiler: Arc<dyn Compiler>,
     ) -> Self {
         runtime.usage_reports().set_collecting(true);
-        let workers = WorkerPool::new(compiler, config.worker_count, "kiln-compile");
+        let workers = WorkerPool::new(compiler.clone(), config.worker_count, "kiln-compile");
+        let verifier = WorkerPool::new(Arc::new(InProcess), 1, "kiln-verify");
         let cache = config.cache_dir.as_ref().and_then(|dir| {
             ObjectCache::open(dir, config.cache_max_bytes)
                 .inspect_err(|e| tracing::error!(error = %e, "object cache unusable; nothing is kept across restarts"))
@@ -193,6 +246,12 @@ impl Service {
             stats: ServiceStats::default(),
             status_sink: None,
             cache,
+            compiler,
+            verifier,
+            interpreter: Runtime::interpreter(),
+            verifying: FxHashMap::default(),
+            verified: Arc::default(),
+            banned: FxHashMap::default(),
         };
         service.warm_start();
         service
@@ -204,6 +263,14 @@ impl Service {
             return;
         };
         if let Some(heat) = read_heat(&cache.path().join(HEAT_FILE)) {
+            for (hash, spec, why) in heat.banned {
+                if let Some(spec) = SpecId::try_from_u8(spec) {
+                    self.failed.insert((hash, spec), why.clone());
+                    self.runtime
+                        .insert(hash, spec, Entry::Failed(Arc::from(why.as_str())));
+                    self.banned.insert((hash, spec), why);
+                }
+            }
             self.heat.restore(
                 heat.head,
                 heat.codes.into_iter().filter_map(|(hash, spec, score)| {
@@ -215,6 +282,10 @@ impl Service {
         // The optimising tier's object wins over the quick one's.
         keys.sort_by_key(|k| k.optimised);
         for key in keys {
+            if self.banned.contains_key(&key.code) {
+                cache.remove(key);
+                continue;
+            }
             let Some(cached) = cache.load(key) else {
                 continue;
             };
@@ -225,7 +296,7 @@ impl Service {
                     } else {
                         Tier::Baseline
                     };
-                    self.install(key.code, tier, CompiledCode::Jit(f));
+                    self.install(key.code, tier, Arc::new(CompiledCode::Jit(f)));
                     self.stats.cache_loads += 1;
                     metrics::cache_load();
                 }
@@ -249,6 +320,11 @@ impl Service {
                 .ranked()
                 .into_iter()
                 .map(|((hash, spec), score)| (hash, spec as u8, score))
+                .collect(),
+            banned: self
+                .banned
+                .iter()
+                .map(|((hash, spec), why)| (*hash, *spec as u8, why.clone()))
                 .collect(),
         };
         let path = cache.path().join(HEAT_FILE);
@@ -403,7 +479,13 @@ impl Service {
     fn apply_control(&mut self) {
         let enabled = self.control.is_enabled();
         if self.control.take_clear() || (!enabled && self.serving) {
-            for key in self.installed.keys().copied().collect::<Vec<_>>() {
+            let keys: Vec<CodeKey> = self
+                .installed
+                .keys()
+                .chain(self.verifying.keys())
+                .copied()
+                .collect();
+            for key in keys {
                 self.uninstall(key);
             }
             self.queue.clear();
@@ -422,18 +504,18 @@ impl Service {
             self.stats.compile_micros += f.elapsed.as_micros() as u64;
             metrics::compile_time(f.tier, f.elapsed);
             match f.result {
-                Ok(code) => {
-                    if !self.serving || self.installed.get(&f.key) == Some(&Tier::Optimised) {
+                Ok(compiled) => {
+                    if !self.serving
+                        || self.installed.get(&f.key) == Some(&Tier::Optimised)
+                        || self.banned.contains_key(&f.key)
+                    {
                         continue;
                     }
-                    self.install(f.key, f.tier, code);
-                    match f.tier {
-                        Tier::Optimised => self.stats.compiled_optimised += 1,
-                        _ => self.stats.compiled_quick += 1,
+                    if self.config.verify_runs == 0 {
+                        self.promote(f.key, f.tier, compiled);
+                    } else {
+                        self.start_verifying(f.key, f.tier, compiled);
                     }
-                    metrics::compiled(f.tier);
-                    // It may have grown hot enough for the next tier meanwhile.
-                    self.consider(f.key);
                 }
                 Err(e) => {
                     self.stats.compile_failures += 1;
@@ -452,6 +534,7 @@ impl Service {
                 }
             }
         }
+        self.verify();
         self.evict();
         if self.serving && !self.control.is_paused() {
             while self.in_flight.len() < self.config.worker_count.max(1) {
@@ -461,17 +544,208 @@ impl Service {
         }
         metrics::state(self.queue.len(), self.in_flight.len(), &self.installed);
         metrics::resident_bytes(self.resident_bytes());
+        metrics::verifying(self.verifying.len());
+        if let Some((restarts, timeouts)) = self.compiler.helper_counts() {
+            metrics::helper(restarts, timeouts);
+        }
         self.publish_status();
     }
 
+    /// Installs verified (or, with `verify_runs` 0, fresh) code and keeps its object.
+    fn promote(&mut self, key: CodeKey, tier: Tier, compiled: Compiled) {
+        if let Some(cache) = &self.cache {
+            let object_key = ObjectKey {
+                code: key,
+                optimised: tier == Tier::Optimised,
+            };
+            if let Err(e) = cache.store(object_key, &compiled.entry, &compiled.object) {
+                tracing::warn!(error = %e, "cannot keep the compiled object");
+            }
+        }
+        self.install(key, tier, compiled.code);
+        match tier {
+            Tier::Optimised => self.stats.compiled_optimised += 1,
+            _ => self.stats.compiled_quick += 1,
+        }
+        metrics::compiled(tier);
+        // It may have grown hot enough for the next tier meanwhile.
+        self.consider(key);
+    }
+
+    /// Registers new code as waiting for verification: its frames keep running what they ran
+    /// (the previous tier, or the interpreter), and EVMs record the transactions that run them.
+    fn start_verifying(&mut self, key: CodeKey, tier: Tier, compiled: Compiled) {
+        let code = compiled.code;
+        let replay = Arc::new(Runtime::new(
+            Backend::Jit,
+            CompilePolicy::LookupOnly,
+            self.config.compile,
+        ));
+        replay.insert(key.0, key.1, Entry::Ready(code.clone()));
+        let previous = match self.runtime.get(key.0, key.1) {
+            Some(Entry::Ready(f)) | Some(Entry::Verifying(Some(f))) => Some(f),
+            _ => None,
+        };
+        self.runtime
+            .insert(key.0, key.1, Entry::Verifying(previous));
+        self.verifying.insert(
+            key,
+            Candidate {
+                tier,
+                code,
+                object: compiled.object,
+                entry: compiled.entry,
+                replay,
+                passed: 0,
+                running: 0,
+            },
+        );
+        self.runtime.captures().set_waiting(self.verifying.len());
+    }
+
+    /// Hands recorded transactions to the verifier and acts on its verdicts: promotes code that
+    /// matched `verify_runs` times, bans code that did not.
+    fn verify(&mut self) {
+        let captures = self.runtime.captures().take();
+        let runs = self.config.verify_runs;
+        for capture in captures {
+            let capture = Arc::new(capture);
+            for key in &capture.candidates {
+                let Some(c) = self.verifying.get_mut(key) else {
+                    continue;
+                };
+                if c.passed + c.running >= runs {
+                    continue;
+                }
+                let (key, code, replay) = (*key, c.code.clone(), c.replay.clone());
+                let (interpreter, capture, verified) = (
+                    self.interpreter.clone(),
+                    capture.clone(),
+                    self.verified.clone(),
+                );
+                let sent = self.verifier.submit_with(Box::new(move |_: &dyn Compiler| {
+                    let verdict = catch_unwind(AssertUnwindSafe(|| {
+                        verify::verify(&capture, &replay, &interpreter)
+                    }))
+                    .unwrap_or_else(|_| Verdict::Inconclusive("the replay panicked".into()));
+                    verified
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Verified {
+                            key,
+                            code,
+                            capture,
+                            verdict,
+                        });
+                }));
+                if sent.is_ok() {
+                    c.running += 1;
+                }
+            }
+        }
+        let verified =
+            std::mem::take(&mut *self.verified.lock().unwrap_or_else(|e| e.into_inner()));
+        for v in verified {
+            let Some(c) = self.verifying.get_mut(&v.key) else {
+                continue;
+            };
+            if !Arc::ptr_eq(&c.code, &v.code) {
+                continue;
+            }
+            c.running -= 1;
+            match v.verdict {
+                Verdict::Match => {
+                    self.stats.verify_matches += 1;
+                    metrics::verification("match");
+                    c.passed += 1;
+                    if c.passed >= runs {
+                        let Some(c) = self.verifying.remove(&v.key) else {
+                            continue;
+                        };
+                        tracing::debug!(hash = %v.key.0, tier = ?c.tier, runs, "compiled code verified");
+                        let compiled = Compiled {
+                            code: c.code,
+                            object: c.object,
+                            entry: c.entry,
+                        };
+                        self.promote(v.key, c.tier, compiled);
+                    }
+                }
+                Verdict::Inconclusive(why) => {
+                    self.stats.verify_inconclusive += 1;
+                    metrics::verification("inconclusive");
+                    tracing::debug!(hash = %v.key.0, reason = %why, "verification replay inconclusive");
+                }
+                Verdict::Mismatch {
+                    difference,
+                    expected,
+                } => {
+                    self.stats.verify_mismatches += 1;
+                    metrics::verification("mismatch");
+                    self.ban(v.key, &v.capture, &difference, &expected);
+                }
+            }
+        }
+        self.runtime.captures().set_waiting(self.verifying.len());
+    }
+
+    /// Bans `key` after its compiled code disagreed with the interpreter: it leaves the
+    /// registry and the object cache for good, and a reproducer is written.
+    fn ban(
+        &mut self,
+        key: CodeKey,
+        capture: &Capture,
+        difference: &str,
+        expected: &revm::context_interface::result::ResultAndState,
+    ) {
+        let tier = self.verifying.get(&key).map(|c| c.tier);
+        self.uninstall(key);
+        let dir = self.reproducer_dir();
+        let reproducer = verify::write_reproducer(&dir, key, capture, expected, difference);
+        let why = format!("compiled code disagreed with the interpreter: {difference}");
+        match &reproducer {
+            Ok(path) => tracing::error!(
+                hash = %key.0, spec = ?key.1, ?tier, %difference, reproducer = %path.display(),
+                "compiled code disagreed with the interpreter; the code is banned and stays on the interpreter"
+            ),
+            Err(e) => tracing::error!(
+                hash = %key.0, spec = ?key.1, ?tier, %difference, error = %e, dir = %dir.display(),
+                "compiled code disagreed with the interpreter; the code is banned and stays on the interpreter (writing the reproducer failed)"
+            ),
+        }
+        self.runtime
+            .insert(key.0, key.1, Entry::Failed(Arc::from(why.as_str())));
+        self.failed.insert(key, why.clone());
+        self.banned.insert(key, why);
+        self.queue.remove(key);
+        if let Some(cache) = &self.cache {
+            for optimised in [false, true] {
+                cache.remove(ObjectKey {
+                    code: key,
+                    optimised,
+                });
+            }
+        }
+        self.flush();
+    }
+
+    /// Where mismatches write their reproducers.
+    fn reproducer_dir(&self) -> std::path::PathBuf {
+        self.config.reproducer_dir.clone().unwrap_or_else(|| {
+            self.cache
+                .as_ref()
+                .map_or_else(std::env::temp_dir, |c| c.path().to_path_buf())
+                .join("mismatches")
+        })
+    }
+
     /// Puts compiled code in the registry (moving its epoch) and counts it against the budget.
-    fn install(&mut self, key: CodeKey, tier: Tier, code: CompiledCode) {
-        let bytes = match &code {
+    fn install(&mut self, key: CodeKey, tier: Tier, code: Arc<CompiledCode>) {
+        let bytes = match &*code {
             CompiledCode::Jit(f) => f.object_bytes() as u64,
             CompiledCode::Aot(_) => 0,
         };
-        self.runtime
-            .insert(key.0, key.1, Entry::Ready(Arc::new(code)));
+        self.runtime.insert(key.0, key.1, Entry::Ready(code));
         self.installed.insert(key, tier);
         self.resident.insert(
             key,
@@ -488,6 +762,9 @@ impl Service {
         self.runtime.remove(key.0, key.1);
         self.installed.remove(&key);
         self.resident.remove(&key);
+        if self.verifying.remove(&key).is_some() {
+            self.runtime.captures().set_waiting(self.verifying.len());
+        }
     }
 
     /// Evicts code idle for longer than the idle limit, then the least recently used until the
@@ -563,7 +840,6 @@ impl Service {
         };
         let request = CompileRequest::new(job.key.0, job.key.1, Arc::from(&code[..]), options);
         let (finished, key, tier) = (self.finished.clone(), job.key, job.tier);
-        let cache = self.cache.clone();
         let sent = self
             .workers
             .submit_with(Box::new(move |compiler: &dyn Compiler| {
@@ -579,18 +855,14 @@ impl Service {
                     )
                 });
                 let result = object.and_then(|object| {
-                    if let Some(cache) = &cache {
-                        let key = ObjectKey {
-                            code: key,
-                            optimised: tier == Tier::Optimised,
-                        };
-                        if let Err(e) = cache.store(key, &entry, &object) {
-                            tracing::warn!(error = %e, "cannot keep the compiled object");
-                        }
-                    }
-                    Ok(CompiledCode::Jit(kiln_compiler::link_jit_object(
+                    let code = Arc::new(CompiledCode::Jit(kiln_compiler::link_jit_object(
                         &object, &entry,
-                    )?))
+                    )?));
+                    Ok(Compiled {
+                        code,
+                        object,
+                        entry,
+                    })
                 });
                 finished
                     .lock()
@@ -628,14 +900,15 @@ impl Service {
         self.control.clone()
     }
 
-    /// Polls until no job is queued or running, or `timeout` has passed; returns whether the
-    /// service went idle.
+    /// Polls until no compile job is queued or running and no verification replay is running,
+    /// or `timeout` has passed; returns whether the service went idle.
     pub fn wait_idle(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             self.poll();
             let stalled = !self.serving || self.control.is_paused();
-            if self.in_flight.is_empty() && (self.queue.is_empty() || stalled) {
+            let replaying = self.verifying.values().any(|c| c.running > 0);
+            if self.in_flight.is_empty() && !replaying && (self.queue.is_empty() || stalled) {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -649,6 +922,7 @@ impl Service {
     /// saves the heat ranking to the cache.
     pub fn shutdown(&self) {
         self.workers.shutdown();
+        self.verifier.shutdown();
         self.flush();
     }
 
@@ -665,6 +939,16 @@ impl Service {
     /// The tier installed for `key` by this service, if any.
     pub fn installed(&self, key: CodeKey) -> Option<Tier> {
         self.installed.get(&key).copied()
+    }
+
+    /// Whether new code for `key` waits for verification, and how many replays it has passed.
+    pub fn verifying(&self, key: CodeKey) -> Option<u32> {
+        self.verifying.get(&key).map(|c| c.passed)
+    }
+
+    /// Why `key` is banned (its compiled code disagreed with the interpreter), if it is.
+    pub fn banned(&self, key: CodeKey) -> Option<&str> {
+        self.banned.get(&key).map(String::as_str)
     }
 
     /// Why `key` will not be compiled, if it will not.

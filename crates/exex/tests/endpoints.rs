@@ -69,6 +69,8 @@ fn config() -> ServiceConfig {
         optimise_threshold_gas: 10_000,
         compile: CompileOptions::default(),
         isolation: false,
+        // Verification has tests of its own (tests/verify.rs).
+        verify_runs: 0,
         ..ServiceConfig::default()
     }
 }

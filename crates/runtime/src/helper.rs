@@ -409,6 +409,10 @@ impl Drop for HelperProcess {
 }
 
 impl Compiler for HelperProcess {
+    fn helper_counts(&self) -> Option<(u64, u64)> {
+        Some((self.restarts(), self.timeouts()))
+    }
+
     fn compile_object(
         &self,
         request: &CompileRequest,

@@ -183,6 +183,17 @@ impl ObjectCache {
         Ok((entry.to_string(), object))
     }
 
+    /// Deletes the object for `key`, if there is one (code found to be wrong must not come back
+    /// at the next start).
+    pub fn remove(&self, key: ObjectKey) {
+        let path = self.file(key);
+        if let Err(e) = fs::remove_file(&path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete a cached object");
+            }
+        }
+    }
+
     /// The keys of every object file in the directory (not yet checked).
     pub fn keys(&self) -> Vec<ObjectKey> {
         let Ok(dir) = fs::read_dir(&self.dir) else {

@@ -7,8 +7,8 @@ use crate::{
         tiered::{self, Tier, Tiered},
         CompilePolicy, DEFAULT_PROMOTE_AFTER,
     },
-    ArtifactDir, ArtifactKey, Captures, CodeKey, CompiledCode, Entry, RuntimeError, RuntimeStats, Store,
-    Usage, UsageReports,
+    ArtifactDir, ArtifactKey, Captures, CodeKey, CompiledCode, Entry, RuntimeError, RuntimeStats,
+    Store, Usage, UsageReports,
 };
 use kiln_compiler::{CompileError, CompileOptions, Coverage, OptLevel};
 use revm::primitives::{hardfork::SpecId, B256};

@@ -61,6 +61,12 @@ pub trait Compiler: Send + Sync + std::fmt::Debug {
         entry: &str,
     ) -> Result<Vec<u8>, RuntimeError>;
 
+    /// For a compiler that runs helper processes: how many it restarted, and how many jobs
+    /// timed out, so far.
+    fn helper_counts(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Compiles one request into code linked in this process.
     fn compile(&self, request: &CompileRequest) -> Result<CompiledCode, RuntimeError> {
         let entry = kiln_compiler::next_entry_name();

@@ -619,7 +619,9 @@ impl Compiler {
                 }
                 Entry::Failed(reason) => report.failures.push(format!("{hash}: {reason}")),
                 // Built above from a compile result; never a profile or a verification.
-                Entry::Profiling(_) | Entry::Verifying(_) => report.failures.push(format!("{hash}: not compiled")),
+                Entry::Profiling(_) | Entry::Verifying(_) => {
+                    report.failures.push(format!("{hash}: not compiled"))
+                }
             }
         }
         report

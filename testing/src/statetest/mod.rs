@@ -7,6 +7,7 @@ pub(crate) mod report;
 pub(crate) mod runner;
 mod skips;
 
+pub use report::{CaseReport, Outcome};
 pub use runner::Fork;
 
 use std::{
@@ -22,7 +23,7 @@ use rayon::prelude::*;
 
 use crate::Mode;
 use backend::Backend;
-use report::{CaseReport, Outcome, Summary};
+use report::Summary;
 use runner::RunOptions;
 
 /// Arguments of `kiln statetest`.
@@ -126,6 +127,33 @@ pub fn run(args: StatetestArgs) -> eyre::Result<ExitCode> {
         rt.shutdown();
     }
     result
+}
+
+/// Runs every case of one state-test file in `mode`, compiling with `options` in the compiled
+/// modes, and returns the reports `kiln statetest` would print (for callers that check them, such
+/// as tests of reproducers).
+pub fn run_file(
+    path: &Path,
+    mode: Mode,
+    options: kiln_compiler::CompileOptions,
+) -> eyre::Result<Vec<CaseReport>> {
+    mode.ensure_one_of("statetest", &MODES)?;
+    let runtime = match mode {
+        Mode::Interpreter => None,
+        _ => mode.runtime_config(options, None),
+    };
+    let opts = RunOptions {
+        backend: Backend::new(runtime.as_ref())?,
+        mode,
+        filter: None,
+        default_fork: Fork::parse("Cancun")?,
+        include_slow: true,
+    };
+    let reports = runner::run_file(path, &opts);
+    if let Some(rt) = opts.backend.runtime() {
+        rt.shutdown();
+    }
+    Ok(reports)
 }
 
 /// The compile options of the compiled modes.
