@@ -1,8 +1,9 @@
 //! `kiln`: command-line front end of the kiln compiled-EVM execution layer. It only parses the
 //! command line: the tools are the `kiln-testing` library's (`kiln compile` is the compiler's own
-//! glue, in [`compile`]).
+//! glue, in [`compile`]; `kiln import` is the `kiln-node` library's, in [`import`]).
 
 mod compile;
+mod import;
 
 use std::{io::IsTerminal, process::ExitCode};
 
@@ -28,6 +29,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Differential fuzzing: generated programs on the interpreter vs compiled modes, or (--bombs) compile-time worst cases.
     Fuzz(fuzz::FuzzArgs),
+    /// Import Ethereum blockchain tests (BlockchainTests format) as a node imports blocks, and
+    /// check every block's validity and the final state.
+    Import(import::ImportArgs),
     /// Serve compilations to the process that started this one, over stdin and stdout (the
     /// hot-code service's isolated compiler).
     #[command(hide = true)]
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Compile(args) => compile::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Import(args) => import::run(args),
         Command::CompileHelper {
             address_space_limit,
         } => kiln_runtime::helper::serve_stdio(address_space_limit)
