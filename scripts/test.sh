@@ -14,6 +14,21 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --release --workspace --no-deps
 cargo test --release --workspace
 
+# Block import (kiln-node): every BlockchainTests block through alloy-evm's block executor with
+# kiln's EVM, on the interpreter, on JIT code compiled at first sight, and as a node runs
+# (lookup-only runtime filled by the hot-code service; low thresholds and --jit.settle so that
+# its compiled, verified code serves later blocks).
+bct="$KILN_TESTS_DIR/BlockchainTests"
+if [ -d "$bct" ]; then
+  "$target/release/kiln" import "$bct" --mode interpreter
+  "$target/release/kiln" import "$bct" --mode jit
+  "$target/release/kiln" import "$bct" --mode tiered --jit.hot-threshold 1 \
+    --jit.optimise-threshold 100000 --jit.verify-runs 1 --jit.settle
+elif [ "${KILN_REQUIRE_FIXTURES:-0}" = 1 ]; then
+  echo "test: fixtures required (KILN_REQUIRE_FIXTURES=1) but $bct does not exist" >&2
+  exit 1
+fi
+
 gst="$KILN_TESTS_DIR/GeneralStateTests"
 if [ ! -d "$gst" ]; then
   if [ "${KILN_REQUIRE_FIXTURES:-0}" = 1 ]; then

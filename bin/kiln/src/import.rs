@@ -50,6 +50,12 @@ pub struct ImportArgs {
     #[arg(long = "jit.verify-runs", value_name = "N")]
     verify_runs: Option<u32>,
 
+    /// After each chain notification, wait until the service has compiled and verified what it
+    /// queued, so its code serves the next block (tiered mode; repeatable runs, a node never
+    /// waits).
+    #[arg(long = "jit.settle")]
+    settle: bool,
+
     /// Compile in helper processes (`kiln compile-helper`) instead of this one (tiered mode).
     #[arg(long = "jit.isolation", value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
     isolation: bool,
@@ -87,6 +93,7 @@ pub fn run(args: ImportArgs) -> eyre::Result<ExitCode> {
         },
         filter: args.filter.clone(),
         service: args.service_config(),
+        settle: args.settle,
     };
     let files = kiln_node::collect_files(&args.paths)?;
     if files.is_empty() {

@@ -9,6 +9,7 @@ use crate::{
     execute::{execute_block, executor_factory, KilnBlockExecutorFactory},
     fixture::{BlockchainTest, FixtureAccount, TestFile},
     genesis::genesis_tree,
+    state::CodeStore,
     validate::{self, ExecutionOutcome},
 };
 use alloy_primitives::{Address, B256, U256};
@@ -24,6 +25,9 @@ use std::{
 };
 
 const TARGET: &str = "kiln::node";
+
+/// How long [`ImportOptions::settle`] waits for the service after one notification.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How blocks are executed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,6 +61,10 @@ pub struct ImportOptions {
     pub filter: Option<String>,
     /// The hot-code service's settings ([`ImportMode::Tiered`] only).
     pub service: ServiceConfig,
+    /// Tiered mode: after each notification, wait until the service is idle (its compilations
+    /// and verification replays done), so that what it compiled serves the next block. A node
+    /// never waits; this makes runs repeatable.
+    pub settle: bool,
 }
 
 impl Default for ImportOptions {
@@ -69,6 +77,7 @@ impl Default for ImportOptions {
                 isolation: false,
                 ..ServiceConfig::default()
             },
+            settle: false,
         }
     }
 }
@@ -247,7 +256,10 @@ pub struct Importer {
     factory: KilnBlockExecutorFactory,
     runtime: Arc<Runtime>,
     service: Option<Service>,
+    /// Where the service finds code it did not see deployed (the tests' genesis code).
+    code_store: Option<Arc<CodeStore>>,
     observer: Option<Box<dyn ImportObserver>>,
+    settle: bool,
     timings: Timings,
 }
 
@@ -262,13 +274,16 @@ impl fmt::Debug for Importer {
 
 impl Importer {
     /// An importer executing with `runtime`, telling `service` (if any) every canonical-chain
-    /// change.
+    /// change. A service given here finds only code deployed by blocks; [`Importer::for_options`]
+    /// also gives its service the tests' genesis code.
     pub fn new(runtime: Arc<Runtime>, service: Option<Service>) -> Self {
         Self {
             factory: executor_factory(KilnEvmFactory::new(runtime.clone())),
             runtime,
             service,
+            code_store: None,
             observer: None,
+            settle: false,
             timings: Timings::default(),
         }
     }
@@ -285,8 +300,16 @@ impl Importer {
                     CompilePolicy::LookupOnly,
                     CompileOptions::default(),
                 ));
-                let service = Service::new(runtime.clone(), opts.service.clone(), None);
-                Self::new(runtime, Some(service))
+                let code_store = Arc::new(CodeStore::default());
+                let service = Service::new(
+                    runtime.clone(),
+                    opts.service.clone(),
+                    Some(code_store.clone()),
+                );
+                let mut importer = Self::new(runtime, Some(service));
+                importer.code_store = Some(code_store);
+                importer.settle = opts.settle;
+                importer
             }
         })
     }
@@ -300,6 +323,11 @@ impl Importer {
     /// The runtime blocks execute with.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// The hot-code service, in tiered mode.
+    pub fn service(&self) -> Option<&Service> {
+        self.service.as_ref()
     }
 
     /// Where the time went so far.
@@ -364,6 +392,9 @@ impl Importer {
                 }]))
             }
         };
+        if let Some(store) = &self.code_store {
+            store.extend(&tree.codes);
+        }
         self.timings.other += start.elapsed();
 
         let start = Instant::now();
@@ -540,6 +571,9 @@ impl Importer {
         };
         if let Some(service) = &mut self.service {
             service.on_notification(&notification);
+            if self.settle && !service.wait_idle(SETTLE_TIMEOUT) {
+                tracing::warn!(target: TARGET, "the hot-code service did not go idle in {SETTLE_TIMEOUT:?}");
+            }
         }
         if let Some(observer) = &mut self.observer {
             observer.on_notification(&notification);

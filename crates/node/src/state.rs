@@ -17,10 +17,42 @@ use revm::{
     primitives::KECCAK_EMPTY,
     state::AccountInfo,
 };
-use std::{collections::BTreeMap, convert::Infallible, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    sync::{Arc, RwLock},
+};
 
 /// Bytecode by code hash.
 pub type Codes = HashMap<B256, Bytecode>;
+
+/// Bytecode the hot-code service may ask for by hash: the genesis code of every test imported
+/// (code deployed by blocks reaches the service in their records). What a node's database is to
+/// a reth ExEx.
+#[derive(Debug, Default)]
+pub struct CodeStore {
+    codes: RwLock<HashMap<B256, alloy_primitives::Bytes>>,
+}
+
+impl CodeStore {
+    /// Adds every code of `codes`.
+    pub fn extend(&self, codes: &Codes) {
+        let mut store = self.codes.write().unwrap_or_else(|e| e.into_inner());
+        for (hash, code) in codes {
+            store.entry(*hash).or_insert_with(|| code.original_bytes());
+        }
+    }
+}
+
+impl kiln_exex::CodeSource for CodeStore {
+    fn code(&self, hash: B256) -> Option<alloy_primitives::Bytes> {
+        self.codes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .cloned()
+    }
+}
 
 /// One account of a [`StateSnapshot`].
 #[derive(Clone, Debug)]

@@ -3,7 +3,7 @@
 
 use alloy_consensus::{Block, TxEnvelope};
 use alloy_primitives::{hex, B256};
-use kiln_node::{fixture::TestFile, import_paths, ImportOptions, Importer, Outcome};
+use kiln_node::{fixture::TestFile, import_paths, ImportMode, ImportOptions, Importer, Outcome};
 use kiln_runtime::Runtime;
 use kiln_testing::fixtures::fixtures_dir;
 use std::path::{Path, PathBuf};
@@ -100,4 +100,38 @@ fn a_tampered_fixture_block_is_rejected_for_its_field() {
         "BlockException.INVALID_LOG_BLOOM",
     );
     assert!(got.contains("LogsBloom"), "{got}");
+}
+
+/// A sample on JIT code (compiled at first sight) and as a node runs it (lookup-only runtime
+/// filled by the hot-code service, compiling in this process, settling after each block).
+#[test]
+fn a_sample_passes_in_compiled_modes() {
+    let Some(dir) = blockchain_tests() else {
+        return;
+    };
+    let sample = [
+        dir.join("ValidBlocks/bcStateTests"),
+        dir.join("InvalidBlocks/bcEIP1559"),
+    ];
+    for mode in [ImportMode::Jit, ImportMode::Tiered] {
+        let mut opts = ImportOptions {
+            mode,
+            settle: true,
+            ..ImportOptions::default()
+        };
+        opts.service.hot_threshold_gas = 1;
+        opts.service.optimise_threshold_gas = 100_000;
+        opts.service.verify_runs = 1;
+        let summary = import_paths(&sample, &opts).expect("import");
+        assert_eq!(summary.failed, 0, "{mode}: {:#?}", summary.reports);
+        assert!(summary.passed > 50, "{mode}");
+        match mode {
+            ImportMode::Jit => assert!(summary.jit.compilations > 0),
+            _ => {
+                let service = summary.jit.service.expect("tiered mode has a service");
+                assert!(service.notifications > 50);
+                assert!(service.compiled_quick + service.compiled_optimised > 0);
+            }
+        }
+    }
 }
