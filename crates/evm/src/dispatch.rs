@@ -77,6 +77,8 @@ pub struct FrameCache {
 #[derive(Debug, Default)]
 struct Tally {
     block: Option<BlockId>,
+    /// The spec of the frames tallied (one per EVM).
+    spec: SpecId,
     index: FxHashMap<B256, u32>,
     codes: Vec<(B256, CodeUsage)>,
     /// The slot of each live frame, by depth.
@@ -84,10 +86,19 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts one frame run: `start` is whether the frame started with this run.
-    fn record(&mut self, depth: usize, start: bool, hash: impl FnOnce() -> B256, gas: u64) {
+    /// Counts one frame run: `start` is whether the frame started with this run, `native`
+    /// whether it ran compiled code.
+    fn record(
+        &mut self,
+        depth: usize,
+        start: bool,
+        key: impl FnOnce() -> (B256, SpecId),
+        gas: u64,
+        native: bool,
+    ) {
         let slot = if start {
-            let hash = hash();
+            let (hash, spec) = key();
+            self.spec = spec;
             let next = self.codes.len() as u32;
             let slot = *self.index.entry(hash).or_insert(next);
             if slot == next {
@@ -107,6 +118,9 @@ impl Tally {
         };
         if let Some((_, usage)) = self.codes.get_mut(slot as usize) {
             usage.gas += gas;
+            if native {
+                usage.native_gas += gas;
+            }
         }
     }
 
@@ -117,6 +131,7 @@ impl Tally {
                 self.index.clear();
                 runtime.usage_reports().report(BlockUsage {
                     block,
+                    spec: self.spec,
                     codes: std::mem::take(&mut self.codes),
                 });
             }
@@ -383,7 +398,9 @@ pub fn run_frame<H: Host>(
     }
     let start = interpreter.bytecode.pc() == 0;
     let before = interpreter.gas.remaining();
+    let compiled_before = cache.compiled_frames;
     let action = run_frame_untallied(cache, depth, interpreter, host, table, gas_table);
+    let native = cache.compiled_frames != compiled_before;
     // A call or create charges its callee's whole gas limit here; what the callee spends counts
     // for the callee's code, and what it leaves comes back before this frame runs again.
     let forwarded = match &action {
@@ -395,8 +412,14 @@ pub fn run_frame<H: Host>(
         .saturating_sub(interpreter.gas.remaining())
         .saturating_sub(forwarded);
     if let Some(tally) = &mut cache.tally {
-        let bytecode = &mut interpreter.bytecode;
-        tally.record(depth, start, || bytecode.get_or_calculate_hash(), spent);
+        let (bytecode, spec) = (&mut interpreter.bytecode, interpreter.runtime_flag.spec_id);
+        tally.record(
+            depth,
+            start,
+            || (bytecode.get_or_calculate_hash(), spec),
+            spent,
+            native,
+        );
     }
     action
 }

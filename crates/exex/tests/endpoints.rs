@@ -55,7 +55,14 @@ fn committed(number: u64, code: &[u8], gas: u64) -> Notification {
         },
         spec: SPEC,
         deployed: vec![(keccak256(code), Bytes::copy_from_slice(code))],
-        usage: Some(vec![(keccak256(code), CodeUsage { gas, frames: 1 })]),
+        usage: Some(vec![(
+            keccak256(code),
+            CodeUsage {
+                gas,
+                frames: 1,
+                ..CodeUsage::default()
+            },
+        )]),
     };
     Notification::Committed {
         new: Arc::new(Chain::new(vec![block])),

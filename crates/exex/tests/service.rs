@@ -61,6 +61,7 @@ fn block(number: u64, fork: u8, usage: Option<&[(&[u8], u64)]>) -> BlockRecord {
                         CodeUsage {
                             gas: *gas,
                             frames: 1,
+                            ..CodeUsage::default()
                         },
                     )
                 })
@@ -243,7 +244,15 @@ fn usage_of_a_block_never_committed_adds_no_heat_and_expires() {
     let mut service = Service::new(runtime.clone(), config, None);
     let report = |block: BlockId, gas| BlockUsage {
         block,
-        codes: vec![(keccak256(&a), CodeUsage { gas, frames: 1 })],
+        spec: SPEC,
+        codes: vec![(
+            keccak256(&a),
+            CodeUsage {
+                gas,
+                frames: 1,
+                ..CodeUsage::default()
+            },
+        )],
     };
     // Block 1 of fork 1 was executed (and reported) twice over, as a payload built and then
     // imported; block 1 of fork 2 was executed and never committed.

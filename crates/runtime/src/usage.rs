@@ -3,7 +3,7 @@
 //! service to weigh against the canonical chain.
 
 use crate::CodeKey;
-use revm::primitives::{Address, B256};
+use revm::primitives::{hardfork::SpecId, Address, B256};
 use rustc_hash::FxHashMap;
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -79,6 +79,8 @@ pub struct CodeUsage {
     pub gas: u64,
     /// Frames that ran the code.
     pub frames: u64,
+    /// The part of `gas` spent in compiled code.
+    pub native_gas: u64,
 }
 
 /// One EVM's usage tally for one block, by code hash.
@@ -86,6 +88,8 @@ pub struct CodeUsage {
 pub struct BlockUsage {
     /// The block it executed.
     pub block: BlockId,
+    /// The spec it executed under.
+    pub spec: SpecId,
     /// Per code hash.
     pub codes: Vec<(B256, CodeUsage)>,
 }
