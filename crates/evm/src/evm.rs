@@ -6,7 +6,7 @@ use revm::{
     context::{Cfg, ContextSetters, ContextTr, Evm, FrameStack, JournalTr},
     context_interface::{
         result::{EVMError, ExecResultAndState, ExecutionResult, HaltReason, InvalidTransaction},
-        Block, Database,
+        Database,
     },
     handler::{
         evm::{ContextDbError, FrameInitResult, FrameTr},
@@ -155,18 +155,6 @@ where
     }
 }
 
-/// The identity of the block a context executes, for the usage tally.
-fn block_id(block: &impl Block) -> BlockId {
-    BlockId {
-        number: block.number().saturating_to(),
-        timestamp: block.timestamp().saturating_to(),
-        beneficiary: block.beneficiary(),
-        prevrandao: block.prevrandao(),
-        gas_limit: block.gas_limit(),
-        basefee: block.basefee(),
-    }
-}
-
 type KilnHandler<CTX, INSP, P> = MainnetHandler<
     KilnEvm<CTX, INSP, P>,
     EVMError<<<CTX as ContextTr>::Db as Database>::Error, InvalidTransaction>,
@@ -191,7 +179,7 @@ where
     fn transact_one(&mut self, tx: Self::Tx) -> Result<Self::ExecutionResult, Self::Error> {
         self.inner.ctx.set_tx(tx);
         let ctx = &self.inner.ctx;
-        self.cache.begin_transaction(|| block_id(ctx.block()));
+        self.cache.begin_transaction(|| BlockId::of(ctx.block()));
         let result = KilnHandler::<CTX, INSP, P>::default().run(self);
         self.cache.end_transaction();
         result
@@ -205,7 +193,7 @@ where
         &mut self,
     ) -> Result<ExecResultAndState<ExecutionResult<HaltReason>, EvmState>, Self::Error> {
         let ctx = &self.inner.ctx;
-        self.cache.begin_transaction(|| block_id(ctx.block()));
+        self.cache.begin_transaction(|| BlockId::of(ctx.block()));
         let result = KilnHandler::<CTX, INSP, P>::default().run(self);
         self.cache.end_transaction();
         let state = self.finalize();

@@ -19,7 +19,6 @@ use alloy_primitives::Address;
 use kiln_evm::KilnEvmFactory;
 use kiln_runtime::BlockId;
 use revm::{
-    context::{Block as _, BlockEnv},
     database::{states::bundle_state::BundleRetention, BundleState, State},
     primitives::hardfork::SpecId,
 };
@@ -61,19 +60,7 @@ impl BlockExecution {
 
     /// The identity its EVM reported usage under.
     pub fn block_id(&self) -> BlockId {
-        block_id(&self.env.block_env)
-    }
-}
-
-/// The identity kiln's EVM reports usage under, from a block environment.
-pub fn block_id(block: &BlockEnv) -> BlockId {
-    BlockId {
-        number: block.number().saturating_to(),
-        timestamp: block.timestamp().saturating_to(),
-        beneficiary: block.beneficiary(),
-        prevrandao: block.prevrandao(),
-        gas_limit: block.gas_limit(),
-        basefee: block.basefee(),
+        BlockId::of(&self.env.block_env)
     }
 }
 

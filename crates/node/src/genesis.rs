@@ -5,7 +5,7 @@ use crate::{
     chain::{BlockTree, ImportedBlock},
     decode::EthBlock,
     error::GenesisError,
-    execute::{block_env, block_id, KilnBlockExecutorFactory},
+    execute::{block_env, KilnBlockExecutorFactory},
     fixture::BlockchainTest,
     state::{Codes, StateSnapshot},
 };
@@ -44,7 +44,7 @@ pub fn genesis_tree(
         number: block.header.number,
         hash,
         parent_hash: block.header.parent_hash,
-        id: block_id(&env.block_env),
+        id: kiln_runtime::BlockId::of(&env.block_env),
         spec: env.cfg_env.spec,
         deployed: Vec::new(),
         usage: None,

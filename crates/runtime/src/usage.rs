@@ -71,6 +71,20 @@ pub struct BlockId {
     pub basefee: u64,
 }
 
+impl BlockId {
+    /// The identity of the block a block environment describes.
+    pub fn of(block: &impl revm::context_interface::Block) -> Self {
+        Self {
+            number: block.number().saturating_to(),
+            timestamp: block.timestamp().saturating_to(),
+            beneficiary: block.beneficiary(),
+            prevrandao: block.prevrandao(),
+            gas_limit: block.gas_limit(),
+            basefee: block.basefee(),
+        }
+    }
+}
+
 /// What one code's frames used in one block.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CodeUsage {
