@@ -4,7 +4,7 @@
 use clap::{Args, ValueEnum};
 use eyre::{bail, WrapErr};
 use indicatif::{ProgressBar, ProgressStyle};
-use kiln_exex::ServiceConfig;
+use kiln_exex::{Policy, ServiceConfig};
 use kiln_node::{ImportMode, ImportOptions, Outcome, Progress};
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
@@ -17,6 +17,15 @@ enum Mode {
     Jit,
     /// As a node: a lookup-only JIT runtime filled by the hot-code service.
     Tiered,
+}
+
+/// The service's policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PolicyArg {
+    /// kiln's: gas in canonical blocks, decayed, two tiers.
+    Heat,
+    /// reth's `--jit`: lookups from any execution, one tier.
+    Lookups,
 }
 
 /// Arguments of `kiln import`.
@@ -33,6 +42,15 @@ pub struct ImportArgs {
     /// Only import tests whose file path or test name contains this substring.
     #[arg(long, value_name = "SUBSTR")]
     filter: Option<String>,
+
+    /// How the service decides what to compile (tiered mode): kiln's canonical heat, or reth's
+    /// `--jit` policy (compile once after N lookups from any execution) for comparison.
+    #[arg(long = "jit.policy", value_enum, default_value_t = PolicyArg::Heat)]
+    policy: PolicyArg,
+
+    /// Under `--jit.policy lookups`, the lookups after which a code is compiled.
+    #[arg(long = "jit.lookup-threshold", value_name = "N")]
+    lookup_threshold: Option<u64>,
 
     /// Heat (decayed gas) at which the service compiles a code at the quick tier (tiered mode).
     #[arg(long = "jit.hot-threshold", value_name = "GAS")]
@@ -65,6 +83,10 @@ impl ImportArgs {
     fn service_config(&self) -> ServiceConfig {
         let mut config = ServiceConfig {
             isolation: self.isolation,
+            policy: match self.policy {
+                PolicyArg::Heat => Policy::Heat,
+                PolicyArg::Lookups => Policy::Lookups,
+            },
             ..ServiceConfig::default()
         };
         if let Some(gas) = self.hot_threshold {
@@ -72,6 +94,9 @@ impl ImportArgs {
         }
         if let Some(gas) = self.optimise_threshold {
             config.optimise_threshold_gas = gas;
+        }
+        if let Some(n) = self.lookup_threshold {
+            config.lookup_threshold = n;
         }
         if let Some(n) = self.worker_count {
             config.worker_count = n;
@@ -137,6 +162,13 @@ pub fn run(args: ImportArgs) -> eyre::Result<ExitCode> {
             service.compile_failures,
             service.verify_matches,
             service.verify_mismatches
+        );
+        eprintln!(
+            "policy {}: {:.1}% of canonical contract gas ran natively; compile time {:.2} s; {} compilations never ran natively",
+            opts.service.policy,
+            100.0 * service.native_share(),
+            service.compile_secs(),
+            service.unused_compilations
         );
     }
     println!(

@@ -7,6 +7,29 @@ use kiln_compiler::CompileOptions;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// How the service decides what to compile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// kiln's: gas burnt in canonical blocks, decayed per block, taken back when a block leaves
+    /// the canonical chain; a quick tier once hot, the optimising tier once it stays hot.
+    #[default]
+    Heat,
+    /// reth's `--jit` (revmc) policy, for comparison: a code is compiled once, at the
+    /// optimising tier, after `lookup-threshold` lookups; a lookup is one EVM's use of the code
+    /// (one usage report), from any execution, canonical or not, and nothing is taken back.
+    Lookups,
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Heat => "heat",
+            Self::Lookups => "lookups",
+        })
+    }
+}
+
 /// The service's settings.
 ///
 /// In TOML the fields are kebab-case (`half-life-blocks`), the two thresholds are
@@ -15,6 +38,11 @@ use std::path::Path;
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServiceConfig {
+    /// How the service decides what to compile.
+    pub policy: Policy,
+    /// Under the `lookups` policy, the lookups after which a code is compiled (reth's
+    /// `--jit.hot-threshold`).
+    pub lookup_threshold: u64,
     /// Blocks after which a code's heat has halved.
     pub half_life_blocks: f64,
     /// Heat (decayed gas) at which a code gets its quick (baseline-tier) compilation.
@@ -66,6 +94,8 @@ pub struct ServiceConfig {
 impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
+            policy: Policy::Heat,
+            lookup_threshold: 8,
             half_life_blocks: 64.0,
             hot_threshold_gas: 200_000,
             optimise_threshold_gas: 2_000_000,
@@ -124,6 +154,9 @@ impl ServiceConfig {
         let invalid = |what: &str| Err(ConfigError::Invalid(what.to_owned()));
         if !(self.half_life_blocks.is_finite() && self.half_life_blocks > 0.0) {
             return invalid("half-life-blocks must be a positive number");
+        }
+        if self.lookup_threshold == 0 {
+            return invalid("lookup-threshold must be at least 1");
         }
         if self.worker_count == 0 {
             return invalid("worker-count must be at least 1");

@@ -31,7 +31,7 @@ pub mod service;
 pub mod status;
 pub mod verify;
 
-pub use config::{ConfigError, ServiceConfig};
+pub use config::{ConfigError, Policy, ServiceConfig};
 pub use control::ServiceControl;
 pub use heat::Heat;
 pub use notification::{BlockRecord, Chain, FinishedHeight, Notification};

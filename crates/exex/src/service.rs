@@ -3,6 +3,7 @@
 
 pub use crate::config::ServiceConfig;
 use crate::{
+    config::Policy,
     control::ServiceControl,
     heat::Heat,
     metrics,
@@ -60,6 +61,28 @@ pub struct ServiceStats {
     /// Verification replays that could not reproduce the recorded execution (they count
     /// neither way).
     pub verify_inconclusive: u64,
+    /// Gas canonical blocks spent in contract frames (from the EVMs' usage reports).
+    pub canonical_gas: u64,
+    /// Of that, gas spent in compiled code.
+    pub canonical_native_gas: u64,
+    /// Compilations installed whose code no canonical block has run natively since.
+    pub unused_compilations: u64,
+}
+
+impl ServiceStats {
+    /// The share of canonical contract gas executed by compiled code, in 0..=1.
+    pub fn native_share(&self) -> f64 {
+        if self.canonical_gas == 0 {
+            0.0
+        } else {
+            self.canonical_native_gas as f64 / self.canonical_gas as f64
+        }
+    }
+
+    /// Compile time of every finished job, in seconds.
+    pub fn compile_secs(&self) -> f64 {
+        self.compile_micros as f64 / 1e6
+    }
 }
 
 /// The heat ranking's file in the cache directory.
@@ -168,6 +191,10 @@ pub struct Service {
     verified: Arc<Mutex<Vec<Verified>>>,
     /// Codes whose compiled form disagreed with the interpreter, and how; kept across restarts.
     banned: FxHashMap<CodeKey, String>,
+    /// Under the `lookups` policy, each code's lookups (usage reports naming it).
+    lookups: FxHashMap<CodeKey, u64>,
+    /// Each compilation installed, and whether a canonical block has run it natively since.
+    compilations: FxHashMap<(CodeKey, Tier), bool>,
 }
 
 impl std::fmt::Debug for Service {
@@ -252,6 +279,8 @@ impl Service {
             verifying: FxHashMap::default(),
             verified: Arc::default(),
             banned: FxHashMap::default(),
+            lookups: FxHashMap::default(),
+            compilations: FxHashMap::default(),
         };
         service.warm_start();
         service
@@ -348,7 +377,7 @@ impl Service {
         self.stats.notifications += 1;
         metrics::notification();
         self.apply_control();
-        self.pending.extend(self.runtime.usage_reports().take());
+        self.take_reports();
         let finished = match notification {
             Notification::Committed { new } => {
                 self.commit(new);
@@ -388,6 +417,7 @@ impl Service {
                 Some(usage) => usage.clone(),
                 None => self.claim_reports(block.id),
             };
+            self.count_canonical(block.spec, &usage);
             let gas: Vec<(CodeKey, u64)> = usage
                 .iter()
                 .filter(|(_, u)| u.gas > 0)
@@ -415,6 +445,45 @@ impl Service {
         for job in self.queue.ordered() {
             self.queue.remove(job.key);
             self.consider(job.key);
+        }
+    }
+
+    /// Takes the EVMs' new usage reports: they wait for the canonical block that claims them,
+    /// and under the `lookups` policy each counts one lookup of every code it names.
+    fn take_reports(&mut self) {
+        let reports = self.runtime.usage_reports().take();
+        if self.config.policy == Policy::Lookups {
+            let mut looked_up = Vec::new();
+            for report in &reports {
+                for (hash, _) in report.codes.iter().filter(|(_, u)| u.frames > 0) {
+                    let key = (*hash, report.spec);
+                    *self.lookups.entry(key).or_default() += 1;
+                    looked_up.push(key);
+                }
+            }
+            looked_up.into_iter().for_each(|key| self.consider(key));
+        }
+        self.pending.extend(reports);
+    }
+
+    /// Counts a canonical block's gas, the share compiled code ran, and which compilations
+    /// that code came from.
+    fn count_canonical(&mut self, spec: SpecId, usage: &[(B256, CodeUsage)]) {
+        for (hash, u) in usage {
+            self.stats.canonical_gas += u.gas;
+            self.stats.canonical_native_gas += u.native_gas;
+            if u.native_gas == 0 {
+                continue;
+            }
+            let key = (*hash, spec);
+            if let Some(tier) = self.installed.get(&key) {
+                if let Some(used) = self.compilations.get_mut(&(key, *tier)) {
+                    if !*used {
+                        *used = true;
+                        self.stats.unused_compilations -= 1;
+                    }
+                }
+            }
         }
     }
 
@@ -448,6 +517,28 @@ impl Service {
     /// Queues the compilation `key`'s heat calls for, if it does not have it yet.
     fn consider(&mut self, key: CodeKey) {
         if !self.serving || self.failed.contains_key(&key) {
+            return;
+        }
+        if self.config.policy == Policy::Lookups {
+            // One tier, once: nothing is compiled twice.
+            let lookups = self.lookups.get(&key).copied().unwrap_or(0);
+            if lookups < self.config.lookup_threshold
+                || self.installed.contains_key(&key)
+                || self.in_flight.contains_key(&key)
+                || self.verifying.contains_key(&key)
+            {
+                return;
+            }
+            let job = Job {
+                key,
+                tier: Tier::Optimised,
+                heat: lookups as f64,
+            };
+            if let Some(dropped) = self.queue.push(job) {
+                self.stats.dropped_jobs += 1;
+                metrics::dropped_job();
+                tracing::debug!(hash = %dropped.key.0, "compile queue full; coldest job dropped");
+            }
             return;
         }
         let heat = self.heat.score(key);
@@ -497,6 +588,7 @@ impl Service {
     /// publishes the status to the [status sink](Service::set_status_sink), if there is one.
     pub fn poll(&mut self) {
         self.apply_control();
+        self.take_reports();
         let finished =
             std::mem::take(&mut *self.finished.lock().unwrap_or_else(|e| e.into_inner()));
         for f in finished {
@@ -563,6 +655,9 @@ impl Service {
             }
         }
         self.install(key, tier, compiled.code);
+        if self.compilations.insert((key, tier), false) != Some(false) {
+            self.stats.unused_compilations += 1;
+        }
         match tier {
             Tier::Optimised => self.stats.compiled_optimised += 1,
             _ => self.stats.compiled_quick += 1,

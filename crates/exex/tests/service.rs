@@ -544,3 +544,70 @@ fn code_no_canonical_block_used_for_the_idle_limit_is_evicted() {
     assert_eq!(service.stats().evictions, 1);
     service.shutdown();
 }
+
+/// reth's policy as a mode of the service: lookups from any execution (a side fork's too),
+/// one compilation at the optimising tier once a code reaches the threshold, and a revert takes
+/// nothing back. The comparison counters follow canonical blocks only.
+#[test]
+fn the_lookups_policy_compiles_once_after_n_lookups_from_any_execution() {
+    let (a, b) = (loop_code(50), loop_code(51));
+    let runtime = runtime();
+    let mut config = config();
+    config.policy = kiln_exex::Policy::Lookups;
+    config.lookup_threshold = 3;
+    let mut service = Service::new(runtime.clone(), config, None);
+    let report = |block: BlockId, codes: &[(&[u8], u64, u64)]| BlockUsage {
+        block,
+        spec: SPEC,
+        codes: codes
+            .iter()
+            .map(|(code, gas, native_gas)| {
+                (
+                    keccak256(code),
+                    CodeUsage {
+                        gas: *gas,
+                        frames: 1,
+                        native_gas: *native_gas,
+                    },
+                )
+            })
+            .collect(),
+    };
+    // Two side-fork executions and one canonical: three lookups of `a`, two of `b`.
+    runtime.usage_reports().report(report(id(1, 2), &[(&a, 10, 0), (&b, 10, 0)]));
+    runtime.usage_reports().report(report(id(1, 3), &[(&a, 10, 0), (&b, 10, 0)]));
+    runtime.usage_reports().report(report(id(1, 1), &[(&a, 30, 0)]));
+    service.on_notification(&deploying_committed(1, &[&a, &b]));
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    assert_eq!(service.installed(key(&a)), Some(Tier::Optimised));
+    assert_eq!(service.installed(key(&b)), None);
+    assert_eq!(service.stats().compiled_quick, 0);
+    assert_eq!(service.stats().compiled_optimised, 1);
+    assert_eq!(service.stats().canonical_gas, 30);
+    assert_eq!(service.stats().unused_compilations, 1);
+
+    // Reverting the block that deployed and ran `a` takes nothing back.
+    service.on_notification(&Notification::Reverted {
+        old: Arc::new(Chain::new(vec![block(1, 1, None)])),
+    });
+    assert!(service.wait_idle(Duration::from_secs(60)));
+    assert_eq!(service.installed(key(&a)), Some(Tier::Optimised));
+
+    // A canonical block runs `a` natively: its compilation has been used, 3 of 4 gas native.
+    runtime.usage_reports().report(report(id(1, 4), &[(&a, 90, 90), (&b, 10, 0)]));
+    service.on_notification(&committed(vec![block(1, 4, None)]));
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    let stats = service.stats().clone();
+    assert_eq!((stats.canonical_gas, stats.canonical_native_gas), (130, 90));
+    // `b`'s third lookup came with that block: it is compiled too, once, and no canonical
+    // block has run it natively yet.
+    assert_eq!(service.installed(key(&b)), Some(Tier::Optimised));
+    assert_eq!(stats.compiled_optimised, 2);
+    assert_eq!(stats.unused_compilations, 1, "{stats:?}");
+    service.shutdown();
+}
+
+/// Block 1 of fork 1, deploying `codes`, its usage matched from the EVMs' reports.
+fn deploying_committed(number: u64, codes: &[&[u8]]) -> Notification {
+    committed(vec![deploying(block(number, 1, None), codes)])
+}

@@ -15,7 +15,7 @@ use std::sync::{
 };
 
 /// Which tier a registry entry's code was compiled at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tier {
     /// [`OptLevel::Baseline`], waiting for promotion.
     Baseline,
