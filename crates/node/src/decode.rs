@@ -52,9 +52,14 @@ pub fn recover_senders(block: &EthBlock) -> Result<Vec<Address>, Reject> {
         .collect()
 }
 
-/// Decodes a block and recovers its senders.
+/// Decodes a block from hex-encoded RLP and recovers its senders.
 pub fn decode_and_recover(rlp_hex: &str) -> Result<DecodedBlock, Reject> {
-    let block = decode_block_hex(rlp_hex)?;
+    decode_and_recover_rlp(&hex::decode(rlp_hex)?)
+}
+
+/// Decodes a block from RLP and recovers its senders.
+pub fn decode_and_recover_rlp(rlp: &[u8]) -> Result<DecodedBlock, Reject> {
+    let block = decode_block(rlp)?;
     let hash = block.header.hash_slow();
     let senders = recover_senders(&block);
     Ok(DecodedBlock {
@@ -62,6 +67,11 @@ pub fn decode_and_recover(rlp_hex: &str) -> Result<DecodedBlock, Reject> {
         hash,
         senders,
     })
+}
+
+/// [`decode_and_recover_rlp`] for every block of a chain, in parallel.
+pub fn decode_all_rlp(rlps: &[alloy_primitives::Bytes]) -> Vec<Result<DecodedBlock, Reject>> {
+    rlps.par_iter().map(|r| decode_and_recover_rlp(r)).collect()
 }
 
 /// [`decode_and_recover`] for every block of a test, in parallel.

@@ -50,6 +50,9 @@ pub enum GenesisError {
         /// The fixture's.
         expected: B256,
     },
+    /// The genesis file's fork schedule is not one kiln runs.
+    #[error(transparent)]
+    Schedule(#[from] crate::spec::UnsupportedSchedule),
     /// The state root of `pre` is not the genesis header's.
     #[error("state root of pre {computed} differs from the genesis header's {expected}")]
     StateRoot {

@@ -5,7 +5,7 @@
 use crate::{
     decode::EthBlock,
     error::Reject,
-    spec::{CancunSpec, CHAIN_ID},
+    spec::CancunSpec,
     state::SnapshotDb,
 };
 use alloy_consensus::{transaction::Recovered, ReceiptEnvelope};
@@ -30,11 +30,15 @@ pub type KilnBlockExecutorFactory =
 
 /// The block executor factory for the fixtures' chain, with EVMs from `evm_factory`.
 pub fn executor_factory(evm_factory: KilnEvmFactory) -> KilnBlockExecutorFactory {
-    EthBlockExecutorFactory::new(
-        AlloyReceiptBuilder::default(),
-        CancunSpec::default(),
-        evm_factory,
-    )
+    executor_factory_for(CancunSpec::default(), evm_factory)
+}
+
+/// The block executor factory for the chain `spec` describes, with EVMs from `evm_factory`.
+pub fn executor_factory_for(
+    spec: CancunSpec,
+    evm_factory: KilnEvmFactory,
+) -> KilnBlockExecutorFactory {
+    EthBlockExecutorFactory::new(AlloyReceiptBuilder::default(), spec, evm_factory)
 }
 
 /// What executing a block produced.
@@ -64,12 +68,12 @@ impl BlockExecution {
     }
 }
 
-/// The environment of `block` on the fixtures' chain.
+/// The environment of `block` on the factory's chain.
 pub fn block_env(factory: &KilnBlockExecutorFactory, block: &EthBlock) -> EvmEnv {
     EvmEnv::for_eth_block(
         &block.header,
         factory.spec(),
-        CHAIN_ID,
+        factory.spec().chain_id(),
         Some(BlobParams::cancun()),
     )
 }

@@ -24,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-const TARGET: &str = "kiln::node";
+pub(crate) const TARGET: &str = "kiln::node";
 
 /// How long [`ImportOptions::settle`] waits for the service after one notification.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -253,14 +253,14 @@ pub enum Progress<'a> {
 /// Imports blockchain tests through kiln's EVM. Owns the runtime and, in tiered mode, the
 /// hot-code service; [`Importer::shutdown`] stops both.
 pub struct Importer {
-    factory: KilnBlockExecutorFactory,
-    runtime: Arc<Runtime>,
-    service: Option<Service>,
+    pub(crate) factory: KilnBlockExecutorFactory,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) service: Option<Service>,
     /// Where the service finds code it did not see deployed (the tests' genesis code).
-    code_store: Option<Arc<CodeStore>>,
+    pub(crate) code_store: Option<Arc<CodeStore>>,
     observer: Option<Box<dyn ImportObserver>>,
     settle: bool,
-    timings: Timings,
+    pub(crate) timings: Timings,
 }
 
 impl fmt::Debug for Importer {
@@ -468,7 +468,7 @@ impl Importer {
 
     /// "new payload": validates and executes one block on its parent's state and adds it to
     /// the tree (the head does not move).
-    fn import_block(
+    pub(crate) fn import_block(
         &mut self,
         tree: &mut BlockTree,
         index: usize,
@@ -482,6 +482,23 @@ impl Importer {
                 reason,
             })
         })?;
+        if let Some(known) = tree.get(&decoded.hash) {
+            return Ok(known.record.clone());
+        }
+        let block = self.process_block(tree, index, decoded)?;
+        let record = block.record.clone();
+        tree.insert(block);
+        Ok(record)
+    }
+
+    /// Checks and executes a block on its parent's state (a block of `tree`) and computes its
+    /// post-state, without adding it to the tree.
+    pub(crate) fn process_block(
+        &mut self,
+        tree: &mut BlockTree,
+        index: usize,
+        decoded: DecodedBlock,
+    ) -> Result<ImportedBlock, Box<BlockError>> {
         let DecodedBlock {
             block,
             hash,
@@ -495,9 +512,6 @@ impl Importer {
                 reason,
             })
         };
-        if let Some(known) = tree.get(&hash) {
-            return Ok(known.record.clone());
-        }
         let start = Instant::now();
         let header = &block.header;
         validate::header_standalone(header).map_err(reject)?;
@@ -555,28 +569,32 @@ impl Importer {
                 .collect(),
             usage: None,
         };
-        tree.insert(ImportedBlock {
+        Ok(ImportedBlock {
             header: block.header,
             hash,
             state: Arc::new(state),
-            record: record.clone(),
-        });
-        Ok(record)
+            record,
+        })
     }
 
     /// "forkchoice updated": moves the head and reports the change.
-    fn forkchoice(&mut self, tree: &mut BlockTree, hash: B256) {
+    pub(crate) fn forkchoice(&mut self, tree: &mut BlockTree, hash: B256) {
         let Ok(Some(notification)) = tree.forkchoice(hash) else {
             return;
         };
+        self.notify(&notification);
+    }
+
+    /// Tells the service and the observer a canonical-chain change.
+    pub(crate) fn notify(&mut self, notification: &Notification) {
         if let Some(service) = &mut self.service {
-            service.on_notification(&notification);
+            service.on_notification(notification);
             if self.settle && !service.wait_idle(SETTLE_TIMEOUT) {
                 tracing::warn!(target: TARGET, "the hot-code service did not go idle in {SETTLE_TIMEOUT:?}");
             }
         }
         if let Some(observer) = &mut self.observer {
-            observer.on_notification(&notification);
+            observer.on_notification(notification);
         }
     }
 

@@ -11,17 +11,24 @@
 //! head is moved to the fixture's `lastblockhash` and its state compared with `postState`.
 //! A block expected invalid must be rejected with one of the exceptions the fixture names.
 
+pub mod build;
 pub mod chain;
+pub mod chain_import;
 pub mod decode;
 pub mod error;
 pub mod execute;
 pub mod fixture;
 pub mod genesis;
 pub mod import;
+pub mod source;
 pub mod spec;
 pub mod state;
 pub mod validate;
 
+pub use build::{build_block, Built, Payload};
+pub use chain_import::{BlockImported, ChainError, ChainImport};
+pub use source::{ChainSource, ForkchoiceUpdate, SourceError};
+pub use spec::CancunSpec;
 pub use error::{BlockError, Field, GenesisError, ImportError, Reject};
 pub use import::{
     collect_files, import_files_with, import_paths, Failure, ImportMode, ImportObserver,
