@@ -1,0 +1,12 @@
+//! kiln's demo chain: contracts shipped with their sources, a transaction mix shaped like
+//! mainnet DeFi, and the chain built from it.
+//!
+//! [`contracts`] embeds the committed solc artifacts of `crates/demo/contracts` and their ABI
+//! bindings; [`mix`] derives funded accounts from a seed, writes the genesis, and signs the
+//! setup and the per-block transactions.
+
+pub mod contracts;
+pub mod mix;
+
+pub use contracts::Contract;
+pub use mix::{DemoChain, DemoTx, Deployment, PairInfo, PoolInfo, TxKindLabel, CHAIN_ID};
