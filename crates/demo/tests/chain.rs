@@ -273,7 +273,12 @@ fn demo_chain_runs_on_revm() {
 
     let mut liquidity_changed = vec![false; d.pools.len()];
     let mut total = 0;
-    for _ in 0..30 {
+    // KILN_DEMO_BLOCKS runs a longer chain (the demo's length) than the default 30 blocks.
+    let blocks: usize = std::env::var("KILN_DEMO_BLOCKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    for _ in 0..blocks {
         let txs = chain.next_block_labeled(120, runner.base_fee);
         total += txs.len();
         runner.block(&txs);
@@ -292,7 +297,7 @@ fn demo_chain_runs_on_revm() {
         }
     }
     println!(
-        "30 blocks: {total} transactions, final base fee {}",
+        "{blocks} blocks: {total} transactions, final base fee {}",
         runner.base_fee
     );
 
