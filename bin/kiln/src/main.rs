@@ -3,7 +3,9 @@
 //! glue, in [`compile`]; `kiln import` is the `kiln-node` library's, in [`import`]).
 
 mod compile;
+mod demo;
 mod import;
+mod node;
 
 use std::{io::IsTerminal, process::ExitCode};
 
@@ -32,6 +34,14 @@ enum Command {
     /// Import Ethereum blockchain tests (BlockchainTests format) as a node imports blocks, and
     /// check every block's validity and the final state.
     Import(import::ImportArgs),
+    /// Build kiln's demo chain (DeFi-shaped, with forks), import it with the interpreter and with
+    /// kiln's hot-code service, compare both and draw the picture.
+    Demo(demo::DemoArgs),
+    /// Import a chain folder with the hot-code service attached, as a node runs: progress, a
+    /// status line, metrics, a control endpoint, and compiled code kept in a data directory.
+    Node(node::NodeArgs),
+    /// Execute a block range of a chain folder again in each mode and report Mgas/s per mode.
+    Reexec(node::ReexecArgs),
     /// Serve compilations to the process that started this one, over stdin and stdout (the
     /// hot-code service's isolated compiler).
     #[command(hide = true)]
@@ -51,6 +61,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::Import(args) => import::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Reexec(args) => node::reexec(args),
         Command::CompileHelper {
             address_space_limit,
         } => kiln_runtime::helper::serve_stdio(address_space_limit)

@@ -36,5 +36,5 @@ pub use control::ServiceControl;
 pub use heat::Heat;
 pub use notification::{BlockRecord, Chain, FinishedHeight, Notification};
 pub use queue::{CompileQueue, Job};
-pub use service::{CodeSource, Service, ServiceStats};
+pub use service::{CodeSource, CompileEvent, Service, ServiceStats};
 pub use status::{SharedStatus, StatusSnapshot};

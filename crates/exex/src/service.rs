@@ -85,6 +85,20 @@ impl ServiceStats {
     }
 }
 
+/// A compilation the service installed: which code, which tier, at which canonical height, and
+/// how long it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompileEvent {
+    /// The code.
+    pub key: CodeKey,
+    /// The tier.
+    pub tier: Tier,
+    /// The canonical head when it was installed.
+    pub head: u64,
+    /// Compile time.
+    pub elapsed: Duration,
+}
+
 /// The heat ranking's file in the cache directory.
 const HEAT_FILE: &str = "heat.json";
 
@@ -195,6 +209,10 @@ pub struct Service {
     lookups: FxHashMap<CodeKey, u64>,
     /// Each compilation installed, and whether a canonical block has run it natively since.
     compilations: FxHashMap<(CodeKey, Tier), bool>,
+    /// Compile time of compilations waiting for verification.
+    compile_times: FxHashMap<(CodeKey, Tier), Duration>,
+    /// Every compilation installed, in order.
+    compile_log: Vec<CompileEvent>,
 }
 
 impl std::fmt::Debug for Service {
@@ -281,6 +299,8 @@ impl Service {
             banned: FxHashMap::default(),
             lookups: FxHashMap::default(),
             compilations: FxHashMap::default(),
+            compile_times: FxHashMap::default(),
+            compile_log: Vec::new(),
         };
         service.warm_start();
         service
@@ -552,7 +572,10 @@ impl Service {
             return;
         };
         let has = |tier: Option<&Tier>| tier == Some(&Tier::Optimised) || tier == Some(&want);
-        if has(self.installed.get(&key)) || has(self.in_flight.get(&key)) {
+        if has(self.installed.get(&key))
+            || has(self.in_flight.get(&key))
+            || has(self.verifying.get(&key).map(|c| &c.tier))
+        {
             return;
         }
         if let Some(dropped) = self.queue.push(Job {
@@ -597,6 +620,8 @@ impl Service {
             metrics::compile_time(f.tier, f.elapsed);
             match f.result {
                 Ok(compiled) => {
+                    tracing::debug!(hash = %f.key.0, tier = ?f.tier, elapsed = ?f.elapsed, "compiled");
+                    self.compile_times.insert((f.key, f.tier), f.elapsed);
                     if !self.serving
                         || self.installed.get(&f.key) == Some(&Tier::Optimised)
                         || self.banned.contains_key(&f.key)
@@ -658,6 +683,12 @@ impl Service {
         if self.compilations.insert((key, tier), false) != Some(false) {
             self.stats.unused_compilations += 1;
         }
+        self.compile_log.push(CompileEvent {
+            key,
+            tier,
+            head: self.heat.head(),
+            elapsed: self.compile_times.remove(&(key, tier)).unwrap_or_default(),
+        });
         match tier {
             Tier::Optimised => self.stats.compiled_optimised += 1,
             _ => self.stats.compiled_quick += 1,
@@ -1049,6 +1080,11 @@ impl Service {
     /// Why `key` will not be compiled, if it will not.
     pub fn failure(&self, key: CodeKey) -> Option<&str> {
         self.failed.get(&key).map(String::as_str)
+    }
+
+    /// Every compilation installed so far, in order.
+    pub fn compile_log(&self) -> &[CompileEvent] {
+        &self.compile_log
     }
 
     /// Counters.

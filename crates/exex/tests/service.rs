@@ -574,9 +574,15 @@ fn the_lookups_policy_compiles_once_after_n_lookups_from_any_execution() {
             .collect(),
     };
     // Two side-fork executions and one canonical: three lookups of `a`, two of `b`.
-    runtime.usage_reports().report(report(id(1, 2), &[(&a, 10, 0), (&b, 10, 0)]));
-    runtime.usage_reports().report(report(id(1, 3), &[(&a, 10, 0), (&b, 10, 0)]));
-    runtime.usage_reports().report(report(id(1, 1), &[(&a, 30, 0)]));
+    runtime
+        .usage_reports()
+        .report(report(id(1, 2), &[(&a, 10, 0), (&b, 10, 0)]));
+    runtime
+        .usage_reports()
+        .report(report(id(1, 3), &[(&a, 10, 0), (&b, 10, 0)]));
+    runtime
+        .usage_reports()
+        .report(report(id(1, 1), &[(&a, 30, 0)]));
     service.on_notification(&deploying_committed(1, &[&a, &b]));
     assert!(service.wait_idle(Duration::from_secs(120)));
     assert_eq!(service.installed(key(&a)), Some(Tier::Optimised));
@@ -594,7 +600,9 @@ fn the_lookups_policy_compiles_once_after_n_lookups_from_any_execution() {
     assert_eq!(service.installed(key(&a)), Some(Tier::Optimised));
 
     // A canonical block runs `a` natively: its compilation has been used, 3 of 4 gas native.
-    runtime.usage_reports().report(report(id(1, 4), &[(&a, 90, 90), (&b, 10, 0)]));
+    runtime
+        .usage_reports()
+        .report(report(id(1, 4), &[(&a, 90, 90), (&b, 10, 0)]));
     service.on_notification(&committed(vec![block(1, 4, None)]));
     assert!(service.wait_idle(Duration::from_secs(120)));
     let stats = service.stats().clone();

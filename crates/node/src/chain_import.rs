@@ -138,6 +138,7 @@ impl Importer {
                 execution: self.timings.execution - before,
                 total: started.elapsed(),
             };
+            let forkchoice_start = Instant::now();
             if source.forkchoice.is_none() {
                 self.forkchoice(&mut tree, record.hash);
             }
@@ -155,6 +156,7 @@ impl Importer {
                 }
                 next_update = updates.next();
             }
+            self.timings.other += forkchoice_start.elapsed();
             if error.is_some() {
                 break;
             }
@@ -214,8 +216,15 @@ impl Importer {
                 })
             })?;
             let before = self.timings.execution;
-            self.process_block(tree, index, decoded)?;
+            let block = self.process_block(tree, index, decoded)?;
             times.push(self.timings.execution - before);
+            // The service learns heat from the blocks as a node's would.
+            if self.service.is_some() {
+                let chain = kiln_exex::Chain::new(vec![block.record]);
+                self.notify(&kiln_exex::Notification::Committed {
+                    new: std::sync::Arc::new(chain),
+                });
+            }
         }
         Ok(times)
     }

@@ -2,12 +2,7 @@
 //! reth plugs its `EvmFactory`: system calls (EIP-4788, and EIP-2935 once active), the
 //! transactions, withdrawals, over revm's [`State`] with bundle updates.
 
-use crate::{
-    decode::EthBlock,
-    error::Reject,
-    spec::CancunSpec,
-    state::SnapshotDb,
-};
+use crate::{decode::EthBlock, error::Reject, spec::CancunSpec, state::SnapshotDb};
 use alloy_consensus::{transaction::Recovered, ReceiptEnvelope};
 use alloy_eips::eip7840::BlobParams;
 use alloy_evm::{

@@ -159,6 +159,8 @@ pub struct Timings {
     pub roots: Duration,
     /// Everything else: reading files, genesis, header checks, forkchoice, notifications.
     pub other: Duration,
+    /// Of `other`, the time spent waiting for the hot-code service to go idle (`settle`).
+    pub settle: Duration,
     /// Blocks executed to the end (valid or rejected after execution).
     pub blocks_executed: u64,
     /// Gas those blocks used.
@@ -196,7 +198,15 @@ impl fmt::Display for Timings {
             self.mgas_per_sec(),
             ms(self.roots),
             ms(self.other),
-        )
+        )?;
+        if !self.settle.is_zero() {
+            write!(
+                f,
+                " (of which waiting for the service {:.0} ms)",
+                ms(self.settle)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -328,6 +338,11 @@ impl Importer {
     /// The hot-code service, in tiered mode.
     pub fn service(&self) -> Option<&Service> {
         self.service.as_ref()
+    }
+
+    /// The hot-code service, in tiered mode, to attach a status sink or read its control.
+    pub fn service_mut(&mut self) -> Option<&mut Service> {
+        self.service.as_mut()
     }
 
     /// Where the time went so far.
@@ -589,9 +604,11 @@ impl Importer {
     pub(crate) fn notify(&mut self, notification: &Notification) {
         if let Some(service) = &mut self.service {
             service.on_notification(notification);
+            let start = Instant::now();
             if self.settle && !service.wait_idle(SETTLE_TIMEOUT) {
                 tracing::warn!(target: TARGET, "the hot-code service did not go idle in {SETTLE_TIMEOUT:?}");
             }
+            self.timings.settle += start.elapsed();
         }
         if let Some(observer) = &mut self.observer {
             observer.on_notification(notification);

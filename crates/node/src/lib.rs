@@ -20,6 +20,8 @@ pub mod execute;
 pub mod fixture;
 pub mod genesis;
 pub mod import;
+pub mod node;
+pub mod reexec;
 pub mod source;
 pub mod spec;
 pub mod state;
@@ -27,10 +29,10 @@ pub mod validate;
 
 pub use build::{build_block, Built, Payload};
 pub use chain_import::{BlockImported, ChainError, ChainImport};
-pub use source::{ChainSource, ForkchoiceUpdate, SourceError};
-pub use spec::CancunSpec;
 pub use error::{BlockError, Field, GenesisError, ImportError, Reject};
 pub use import::{
     collect_files, import_files_with, import_paths, Failure, ImportMode, ImportObserver,
     ImportOptions, Importer, JitStats, Outcome, Progress, Summary, TestReport, Timings,
 };
+pub use source::{ChainSource, ForkchoiceUpdate, SourceError};
+pub use spec::CancunSpec;

@@ -160,7 +160,10 @@ pub fn split_rlp(mut bytes: &[u8]) -> (Vec<Bytes>, Option<(usize, String)>) {
         let header = match alloy_rlp::Header::decode(&mut rest) {
             Ok(h) => h,
             Err(alloy_rlp::Error::InputTooShort) => {
-                let why = format!("truncated: the file ends inside the block ({} bytes left)", bytes.len());
+                let why = format!(
+                    "truncated: the file ends inside the block ({} bytes left)",
+                    bytes.len()
+                );
                 return (items, Some((offset, why)));
             }
             Err(e) => return (items, Some((offset, e.to_string()))),

@@ -43,7 +43,10 @@ impl CancunSpec {
         at_genesis("londonBlock", config.london_block)?;
         at_genesis("shanghaiTime", config.shanghai_time)?;
         at_genesis("cancunTime", config.cancun_time)?;
-        if config.terminal_total_difficulty.is_some_and(|ttd| !ttd.is_zero()) {
+        if config
+            .terminal_total_difficulty
+            .is_some_and(|ttd| !ttd.is_zero())
+        {
             return Err(UnsupportedSchedule(
                 "terminalTotalDifficulty is not 0 (proof-of-work blocks)".into(),
             ));

@@ -184,7 +184,10 @@ fn a_broken_source_stops_at_the_last_valid_block_naming_the_block_and_field() {
         matches!(done.error, Some(ChainError::Malformed { index: 1, .. })),
         "{message}"
     );
-    assert!(message.contains("block 1") && message.contains("truncated"), "{message}");
+    assert!(
+        message.contains("block 1") && message.contains("truncated"),
+        "{message}"
+    );
 
     // A header field that disagrees with execution.
     let mut bad = decode_block(&b2.rlp).expect("decodes");
@@ -222,7 +225,10 @@ fn a_broken_source_stops_at_the_last_valid_block_naming_the_block_and_field() {
     let garbage = Bytes::from_static(&[0xf9, 0xff, 0xff, 0x00]);
     let (done, message) = import_broken(&source(&[&b1.rlp, &garbage], None));
     assert_eq!(done.imported, 1);
-    assert!(message.contains("block 1") && message.contains("RLP"), "{message}");
+    assert!(
+        message.contains("block 1") && message.contains("RLP"),
+        "{message}"
+    );
 
     // A forkchoice update to a block nobody sent.
     let (done, message) = import_broken(&source(

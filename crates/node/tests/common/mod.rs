@@ -59,8 +59,14 @@ pub fn genesis() -> Genesis {
         signer().address(),
         GenesisAccount::default().with_balance(U256::from(10u64).pow(U256::from(20))),
     );
-    alloc.insert(A, GenesisAccount::default().with_code(Some(counter_code(40))));
-    alloc.insert(B, GenesisAccount::default().with_code(Some(counter_code(41))));
+    alloc.insert(
+        A,
+        GenesisAccount::default().with_code(Some(counter_code(40))),
+    );
+    alloc.insert(
+        B,
+        GenesisAccount::default().with_code(Some(counter_code(41))),
+    );
     Genesis {
         config,
         gas_limit: 30_000_000,
