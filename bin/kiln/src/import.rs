@@ -264,11 +264,12 @@ fn import_chain(
     eprintln!("mode {}: {timings}", opts.mode);
     if let Some(service) = &jit.service {
         eprintln!(
-            "service: {} quick + {} optimised compilations ({:.2} s), {:.1}% of contract gas native",
+            "service: {} quick + {} optimised compilations ({:.2} s), {:.1}% of contract gas native, {} compilations never ran natively",
             service.compiled_quick,
             service.compiled_optimised,
             service.compile_secs(),
-            100.0 * service.native_share()
+            100.0 * service.native_share(),
+            service.unused_compilations
         );
     }
     let (number, hash, root) = done.head();

@@ -100,7 +100,7 @@ impl Importer {
     ) -> Result<ChainImport, ChainError> {
         let start = Instant::now();
         let spec = CancunSpec::from_genesis(&source.genesis.config).map_err(GenesisError::from)?;
-        self.factory = executor_factory_for(spec, KilnEvmFactory::new(self.runtime.clone()));
+        self.use_spec(spec);
         let mut tree = geth_genesis_tree(&self.factory, &source.genesis)?;
         if let Some(store) = &self.code_store {
             store.extend(&tree.codes);
@@ -196,6 +196,11 @@ impl Importer {
             imported,
             error,
         })
+    }
+
+    /// Executes blocks of the chain `spec` describes from now on.
+    pub fn use_spec(&mut self, spec: CancunSpec) {
+        self.factory = executor_factory_for(spec, KilnEvmFactory::new(self.runtime.clone()));
     }
 
     /// Executes again, each on its parent's state in `tree`, the blocks `rlps` encode (blocks

@@ -39,6 +39,9 @@ pub struct NodeOptions {
     pub rpc: Option<SocketAddr>,
     /// How often a status is reported.
     pub status_interval: Duration,
+    /// Hand over one block per this interval, as blocks arrive at a node following the chain's
+    /// tip (zero: as fast as they import, as when syncing history).
+    pub block_time: Duration,
 }
 
 /// Why the node could not run.
@@ -134,8 +137,9 @@ pub struct NodeReport {
     pub interrupted: bool,
     /// The block that ended it early, if one did.
     pub error: Option<ChainError>,
-    /// The share of the first block's contract gas compiled code ran (a warm start's is high).
-    pub first_block_native_share: Option<f64>,
+    /// The first block some of whose contract gas compiled code ran (a warm start's is one of
+    /// the first blocks that call contracts).
+    pub first_native_block: Option<u64>,
     /// Where the time went.
     pub timings: Timings,
     /// The service's counters.
@@ -227,13 +231,13 @@ pub fn run(
         state_root,
         interrupted,
         error: error.filter(|e| !matches!(e, ChainError::Interrupted(_))),
-        first_block_native_share: first,
+        first_native_block: first,
         timings,
         service,
     })
 }
 
-type Imported = ((u64, B256), B256, usize, Option<ChainError>, Option<f64>);
+type Imported = ((u64, B256), B256, usize, Option<ChainError>, Option<u64>);
 
 fn import(
     importer: &mut Importer,
@@ -253,8 +257,17 @@ fn import(
     let mut window_start = counted;
     let mut first = None;
     let mut blocks = 0;
+    let started = Instant::now();
     let done = importer.import_chain(source, &mut |block| {
         blocks += 1;
+        if !opts.block_time.is_zero() {
+            let due = opts.block_time * blocks as u32;
+            // Sleeping in slices, so that a stop request is seen within one.
+            while started.elapsed() < due && !stop.load(Ordering::Relaxed) {
+                let left = due.saturating_sub(started.elapsed());
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+            }
+        }
         window_gas += block.gas_used;
         window_time += block.execution;
         let snapshot = status.get();
@@ -264,7 +277,9 @@ fn import(
         );
         let share = share(counted, now);
         counted = now;
-        first.get_or_insert(share);
+        if share > 0.0 && first.is_none() {
+            first = Some(block.number);
+        }
         on_event(NodeEvent::Block(block, share));
         if last_status.elapsed() >= opts.status_interval {
             let line = NodeStatus {

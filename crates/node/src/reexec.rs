@@ -124,6 +124,9 @@ pub fn run(
             ..ImportOptions::default()
         })
         .map_err(NodeError::from)?;
+        if let Ok(spec) = crate::CancunSpec::from_genesis(&source.genesis.config) {
+            importer.use_spec(spec);
+        }
         let start = std::time::Instant::now();
         let times = importer.reexecute(&mut imported.tree, &range);
         let total = start.elapsed();
