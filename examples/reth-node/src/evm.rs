@@ -26,7 +26,7 @@ use reth_ethereum::{
         api::{FullNodeTypes, NodeTypes},
         builder::{components::ExecutorBuilder, BuilderContext},
     },
-    primitives::{SealedBlock, SealedHeader, SignedTransaction},
+    primitives::{SealedBlock, SealedHeader, SignedTransaction as _},
     rpc::types::engine::ExecutionData,
     Block, EthPrimitives, TransactionSigned,
 };
@@ -58,11 +58,6 @@ impl KilnJit {
             control,
             pauses: AtomicUsize::new(0),
         }
-    }
-
-    /// The service's control handle.
-    pub fn control(&self) -> &ServiceControl {
-        &self.control
     }
 }
 
@@ -113,11 +108,6 @@ impl KilnEvmConfig {
             inner: EthEvmConfig::new_with_evm_factory(chain_spec, KilnEvmFactory::new(runtime)),
             jit,
         }
-    }
-
-    /// The wrapped reth configuration.
-    pub fn inner(&self) -> &EthEvmConfig<ChainSpec, KilnEvmFactory> {
-        &self.inner
     }
 }
 

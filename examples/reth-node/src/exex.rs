@@ -18,7 +18,6 @@ use reth_ethereum::{
     evm::primitives::ConfigureEvm,
     exex::{ExExContext, ExExEvent, ExExNotification},
     node::api::{FullNodeComponents, NodeTypes},
-    primitives::AlloyBlockHeader,
     provider::Chain as RethChain,
     storage::{BytecodeReader, StateProviderFactory},
     EthPrimitives,
@@ -44,17 +43,12 @@ where
     let evm_config = ctx.evm_config().clone();
     while let Some(notification) = ctx.notifications.try_next().await? {
         let converted = convert(&evm_config, &notification);
-        let (first, tip, kind) = match &notification {
-            ExExNotification::ChainCommitted { new } => {
-                (new.first().number(), new.tip().number(), "committed")
-            }
-            ExExNotification::ChainReorged { new, .. } => {
-                (new.first().number(), new.tip().number(), "reorged")
-            }
-            ExExNotification::ChainReverted { old } => {
-                (old.first().number(), old.tip().number(), "reverted")
-            }
+        let (range, kind) = match &notification {
+            ExExNotification::ChainCommitted { new } => (new.range(), "committed"),
+            ExExNotification::ChainReorged { new, .. } => (new.range(), "reorged"),
+            ExExNotification::ChainReverted { old } => (old.range(), "reverted"),
         };
+        let (first, tip) = (*range.start(), *range.end());
         let Some(finished) = service.notify(converted).await else {
             tracing::warn!(target: "kiln", first, tip, kind, "kiln's service did not answer (stopped?)");
             continue;
@@ -111,9 +105,9 @@ fn chain(evm_config: &KilnEvmConfig, chain: &RethChain) -> Chain {
             // Infallible for Ethereum: the same environment the block executor used.
             let env = evm_config.evm_env(header).unwrap_or_else(|e| match e {});
             BlockRecord {
-                number: header.number(),
+                number: header.number,
                 hash: block.hash(),
-                parent_hash: header.parent_hash(),
+                parent_hash: header.parent_hash,
                 id: BlockId::of(&env.block_env),
                 spec: env.cfg_env.spec,
                 deployed: std::mem::take(&mut deployed),
