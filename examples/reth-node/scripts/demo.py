@@ -76,7 +76,9 @@ def send(rpc, acct, to, data, gas):
         "data": "0x" + data,
     }
     if to is not None:
-        tx["to"] = to
+        from eth_utils import to_checksum_address
+
+        tx["to"] = to_checksum_address(to)
     signed = acct.sign_transaction(tx)
     raw = getattr(signed, "raw_transaction", None) or signed.rawTransaction
     return rpc("eth_sendRawTransaction", "0x" + bytes(raw).hex())
@@ -149,8 +151,9 @@ def status(rpc, args):
     if args.metrics:
         with urllib.request.urlopen(args.metrics, timeout=10) as resp:
             text = resp.read().decode()
-        lines = [l for l in text.splitlines() if l.startswith("kiln_")]
-        print(f"{args.metrics}: {len(lines)} kiln_* samples")
+        # reth's recorder prefixes every series with `reth_`.
+        lines = [l for l in text.splitlines() if l.startswith(("reth_kiln_", "kiln_"))]
+        print(f"{args.metrics}: {len(lines)} reth_kiln_* samples")
         for line in lines:
             if any(k in line for k in ("frames", "native_gas_share", "compilations", "installed_codes",
                                        "notifications", "cache_loads", "verifications", "paused",
@@ -169,7 +172,7 @@ def main():
         c = sub.add_parser(name)
         c.add_argument("-n", "--count", type=int, default=20)
         c.add_argument("--rounds", type=int, default=2000, help="hashChain rounds")
-        c.add_argument("--limit", type=int, default=20000, help="sieve limit")
+        c.add_argument("--limit", type=int, default=3000, help="sieve limit")
         c.add_argument("-v", "--verbose", action="store_true")
     j = sub.add_parser("jit")
     j.add_argument("action", choices=["enable", "disable", "pause", "unpause", "clear"])

@@ -19,80 +19,80 @@ use std::{path::PathBuf, time::Duration};
 #[command(next_help_heading = "kiln")]
 pub struct KilnArgs {
     /// Run every contract on revm's interpreter: no hot-code service, nothing compiled.
-    #[arg(long = "kiln.disable", default_value_t = false)]
+    #[arg(id = "kiln.disable", long = "kiln.disable", default_value_t = false)]
     pub disable: bool,
 
     /// A kiln TOML config file (the knobs of kiln's `etc/kiln.toml`); options given on the
     /// command line override it.
-    #[arg(long = "kiln.config", value_name = "FILE")]
+    #[arg(id = "kiln.config", long = "kiln.config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// What decides compilation: `heat` (gas burnt in canonical blocks, decayed per block) or
     /// `lookups` (reth's revmc policy: compile after N uses).
-    #[arg(long = "kiln.policy", value_name = "POLICY", value_parser = parse_policy)]
+    #[arg(id = "kiln.policy", long = "kiln.policy", value_name = "POLICY", value_parser = parse_policy)]
     pub policy: Option<Policy>,
 
     /// Heat (decayed gas) at which a code gets its quick, baseline-tier compilation.
-    #[arg(long = "kiln.hot-threshold", value_name = "GAS")]
+    #[arg(id = "kiln.hot-threshold", long = "kiln.hot-threshold", value_name = "GAS")]
     pub hot_threshold: Option<u64>,
 
     /// Heat at which a code gets its optimising compilation.
-    #[arg(long = "kiln.optimise-threshold", value_name = "GAS")]
+    #[arg(id = "kiln.optimise-threshold", long = "kiln.optimise-threshold", value_name = "GAS")]
     pub optimise_threshold: Option<u64>,
 
     /// Under `--kiln.policy lookups`: uses after which a code is compiled.
-    #[arg(long = "kiln.lookup-threshold", value_name = "N")]
+    #[arg(id = "kiln.lookup-threshold", long = "kiln.lookup-threshold", value_name = "N")]
     pub lookup_threshold: Option<u64>,
 
     /// Blocks after which a code's heat has halved.
-    #[arg(long = "kiln.half-life-blocks", value_name = "BLOCKS")]
+    #[arg(id = "kiln.half-life-blocks", long = "kiln.half-life-blocks", value_name = "BLOCKS")]
     pub half_life_blocks: Option<f64>,
 
     /// Compile worker threads (reth's `--jit.worker-count` is honoured too).
-    #[arg(long = "kiln.worker-count", value_name = "N")]
+    #[arg(id = "kiln.worker-count", long = "kiln.worker-count", value_name = "N")]
     pub worker_count: Option<usize>,
 
     /// Larger code is never compiled (reth's `--jit.max-bytecode-len` is honoured too).
-    #[arg(long = "kiln.max-bytecode-len", value_name = "BYTES")]
+    #[arg(id = "kiln.max-bytecode-len", long = "kiln.max-bytecode-len", value_name = "BYTES")]
     pub max_bytecode_len: Option<usize>,
 
     /// Compiled code kept resident, in bytes of linked objects (reth's `--jit.code-cache-bytes`
     /// is honoured too).
-    #[arg(long = "kiln.code-cache-bytes", value_name = "BYTES")]
+    #[arg(id = "kiln.code-cache-bytes", long = "kiln.code-cache-bytes", value_name = "BYTES")]
     pub code_cache_bytes: Option<u64>,
 
     /// Code no canonical block used for this many seconds is evicted; 0 keeps it (reth's
     /// `--jit.idle-evict-duration` is honoured too).
-    #[arg(long = "kiln.idle-evict-secs", value_name = "SECS")]
+    #[arg(id = "kiln.idle-evict-secs", long = "kiln.idle-evict-secs", value_name = "SECS")]
     pub idle_evict_secs: Option<u64>,
 
     /// Real transactions new code must match the interpreter on before it serves; 0 installs
     /// it unchecked.
-    #[arg(long = "kiln.verify-runs", value_name = "N")]
+    #[arg(id = "kiln.verify-runs", long = "kiln.verify-runs", value_name = "N")]
     pub verify_runs: Option<u32>,
 
     /// Compile in helper processes (this binary's `compile-helper` mode), so a compiler crash
     /// costs one job, never the node.
-    #[arg(long = "kiln.isolation", value_name = "BOOL", action = clap::ArgAction::Set)]
+    #[arg(id = "kiln.isolation", long = "kiln.isolation", value_name = "BOOL", action = clap::ArgAction::Set)]
     pub isolation: Option<bool>,
 
     /// Where compiled objects and the heat ranking are kept across restarts
     /// [default: `<datadir>/kiln`].
-    #[arg(long = "kiln.cache-dir", value_name = "DIR")]
+    #[arg(id = "kiln.cache-dir", long = "kiln.cache-dir", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
     /// Keep nothing across restarts.
-    #[arg(long = "kiln.no-cache", default_value_t = false, conflicts_with = "cache_dir")]
+    #[arg(id = "kiln.no-cache", long = "kiln.no-cache", default_value_t = false, conflicts_with = "kiln.cache-dir")]
     pub no_cache: bool,
 
     /// How often the service installs finished compilations and starts queued ones when no
     /// block arrives, in milliseconds.
-    #[arg(long = "kiln.poll-interval-ms", value_name = "MS", default_value_t = 50)]
+    #[arg(id = "kiln.poll-interval-ms", long = "kiln.poll-interval-ms", value_name = "MS", default_value_t = 50)]
     pub poll_interval_ms: u64,
 
     /// How often kiln logs a summary line (frames compiled/interpreted, native gas share,
     /// installed code), in seconds; 0 for never.
-    #[arg(long = "kiln.log-interval-secs", value_name = "SECS", default_value_t = 30)]
+    #[arg(id = "kiln.log-interval-secs", long = "kiln.log-interval-secs", value_name = "SECS", default_value_t = 30)]
     pub log_interval_secs: u64,
 }
 
