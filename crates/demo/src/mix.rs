@@ -235,14 +235,30 @@ const PAIRS: [(usize, usize, &str); 6] = [
     (4, 2, "ProductPair WETH/C"),
 ];
 
-/// Token indices, fee and label of the concentrated pools.
-const POOLS: [(usize, usize, u32, &str); 5] = [
+/// Token indices, fee and label of the concentrated pools: the first [`HOT_POOLS`] carry most
+/// of the swaps, the rest are the long tail every DEX has (pools of the same code family that
+/// see a swap now and then).
+const POOLS: [(usize, usize, u32, &str); 13] = [
     (0, 1, 3000, "TickPool A/B 0.3%"),
     (1, 2, 3000, "TickPool B/C 0.3%"),
     (0, 3, 3000, "TickPool A/D 0.3%"),
     (0, 2, 500, "TickPool A/C 0.05%"),
     (2, 3, 10000, "TickPool C/D 1%"),
+    (0, 1, 500, "TickPool A/B 0.05%"),
+    (0, 1, 10000, "TickPool A/B 1%"),
+    (1, 2, 500, "TickPool B/C 0.05%"),
+    (0, 3, 10000, "TickPool A/D 1%"),
+    (0, 2, 3000, "TickPool A/C 0.3%"),
+    (2, 3, 3000, "TickPool C/D 0.3%"),
+    (1, 3, 3000, "TickPool B/D 0.3%"),
+    (1, 3, 500, "TickPool B/D 0.05%"),
 ];
+
+/// Pools at the head of [`POOLS`] that carry most swaps.
+pub const HOT_POOLS: usize = 5;
+
+/// Percent of single-pool swaps that go to a pool of the long tail.
+const TAIL_SWAP_PERCENT: u32 = 5;
 
 const fn spacing_of(fee: u32) -> i32 {
     match fee {
@@ -1224,7 +1240,11 @@ impl DemoChain {
 
     fn pool_swap(&mut self, max_fee: u128) -> DemoTx {
         let from = self.user();
-        let p = self.rng.random_range(0..POOLS.len());
+        let p = if self.rng.random_range(0..100) < TAIL_SWAP_PERCENT {
+            self.rng.random_range(HOT_POOLS..POOLS.len())
+        } else {
+            self.rng.random_range(0..HOT_POOLS)
+        };
         let pool = self.deployment.pools[p];
         let zero_for_one = self.pool_direction(p);
         let scale = pool.spacing as u128;
@@ -1302,7 +1322,7 @@ impl DemoChain {
 
     fn pool_mint(&mut self, max_fee: u128) -> DemoTx {
         let from = self.user();
-        let p = self.rng.random_range(0..POOLS.len());
+        let p = self.rng.random_range(0..HOT_POOLS);
         let pool = self.deployment.pools[p];
         let s = pool.spacing;
         let lower = self.rng.random_range(-40..=30) * s;
