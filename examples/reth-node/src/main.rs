@@ -14,26 +14,33 @@
 //!   and the heat ranking are kept in `<datadir>/kiln`; kiln's metrics (`kiln_*`) appear on
 //!   reth's Prometheus endpoint (`--metrics`).
 //!
-//! Every other reth command (`init`, `db`, `import`, `re-execute`, ...) is reth's own.
+//! The node type is [`node::KilnNode`] (reth's Ethereum node types with kiln's executor
+//! builder), so reth's other commands run kiln's EVM too: `import`, `re-execute` and
+//! `stage run` execute blocks with kiln's default tiered runtime (each contract compiled at the
+//! baseline tier the first time it runs, hot ones recompiled optimised in the background), with
+//! no hot-code service.
 
 mod args;
 mod evm;
 mod exex;
+mod node;
 mod service;
 
 use args::KilnArgs;
 use clap::Parser;
-use evm::{KilnExecutorBuilder, KilnJit};
+use evm::{KilnEvmConfig, KilnExecutorBuilder, KilnJit};
 use kiln_compiler::CompileOptions;
 use kiln_runtime::{Backend, CompilePolicy, Runtime};
+use node::KilnNode;
 use reth_ethereum::{
+    chainspec::ChainSpec,
     cli::{chainspec::EthereumChainSpecParser, interface::Cli},
-    node::{node::EthereumAddOns, EthereumNode},
+    consensus::EthBeaconConsensus,
 };
 use service::{Driver, ServiceHandle};
 use std::{
     process::ExitCode,
-    sync::{Arc, Mutex},
+    sync::{atomic::Ordering, Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -51,7 +58,22 @@ fn main() -> ExitCode {
     let service_slot: Arc<Mutex<Option<Arc<ServiceHandle>>>> = Arc::default();
     let slot = service_slot.clone();
 
-    let result = Cli::<EthereumChainSpecParser, KilnArgs>::parse().run(
+    // What reth's other commands (`import`, `re-execute`, `stage run`, ...) execute blocks with:
+    // kiln's default tiered runtime, kept here to report on once the command is done.
+    let offline: Arc<OnceLock<Arc<Runtime>>> = Arc::default();
+    let components = {
+        let offline = offline.clone();
+        move |spec: Arc<ChainSpec>| {
+            let runtime = offline.get_or_init(Runtime::tiered).clone();
+            (
+                KilnEvmConfig::new(spec.clone(), runtime, None),
+                Arc::new(EthBeaconConsensus::new(spec)),
+            )
+        }
+    };
+
+    let result = Cli::<EthereumChainSpecParser, KilnArgs>::parse().run_with_components::<KilnNode>(
+        components,
         async move |builder, kiln: KilnArgs| {
             let config = builder.config();
             let (runtime, service) = if kiln.disable {
@@ -90,12 +112,7 @@ fn main() -> ExitCode {
             let jit = service
                 .as_ref()
                 .map(|s| Arc::new(KilnJit::new(s.control.clone())));
-            let node = builder
-                .with_types::<EthereumNode>()
-                .with_components(
-                    EthereumNode::components().executor(KilnExecutorBuilder::new(runtime, jit)),
-                )
-                .with_add_ons(EthereumAddOns::default());
+            let node = builder.node(KilnNode::new(KilnExecutorBuilder::new(runtime, jit)));
 
             let handle = match service {
                 Some(service) => {
@@ -124,6 +141,21 @@ fn main() -> ExitCode {
         .take()
     {
         service.stop();
+    }
+
+    if let Some(runtime) = offline.get() {
+        // Background promotions are joined before the process exits.
+        runtime.shutdown();
+        let stats = &runtime.stats;
+        tracing::info!(
+            target: "kiln",
+            frames_compiled = stats.compiled_frames.load(Ordering::Relaxed),
+            frames_interpreted = stats.interpreted_frames.load(Ordering::Relaxed),
+            compilations = stats.compilations.load(Ordering::Relaxed),
+            promotions = stats.promotions.load(Ordering::Relaxed),
+            compile_secs = stats.compile_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            "kiln's tiered runtime"
+        );
     }
 
     match result {
