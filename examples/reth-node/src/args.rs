@@ -33,19 +33,35 @@ pub struct KilnArgs {
     pub policy: Option<Policy>,
 
     /// Heat (decayed gas) at which a code gets its quick, baseline-tier compilation.
-    #[arg(id = "kiln.hot-threshold", long = "kiln.hot-threshold", value_name = "GAS")]
+    #[arg(
+        id = "kiln.hot-threshold",
+        long = "kiln.hot-threshold",
+        value_name = "GAS"
+    )]
     pub hot_threshold: Option<u64>,
 
     /// Heat at which a code gets its optimising compilation.
-    #[arg(id = "kiln.optimise-threshold", long = "kiln.optimise-threshold", value_name = "GAS")]
+    #[arg(
+        id = "kiln.optimise-threshold",
+        long = "kiln.optimise-threshold",
+        value_name = "GAS"
+    )]
     pub optimise_threshold: Option<u64>,
 
     /// Under `--kiln.policy lookups`: uses after which a code is compiled.
-    #[arg(id = "kiln.lookup-threshold", long = "kiln.lookup-threshold", value_name = "N")]
+    #[arg(
+        id = "kiln.lookup-threshold",
+        long = "kiln.lookup-threshold",
+        value_name = "N"
+    )]
     pub lookup_threshold: Option<u64>,
 
     /// Blocks after which a code's heat has halved.
-    #[arg(id = "kiln.half-life-blocks", long = "kiln.half-life-blocks", value_name = "BLOCKS")]
+    #[arg(
+        id = "kiln.half-life-blocks",
+        long = "kiln.half-life-blocks",
+        value_name = "BLOCKS"
+    )]
     pub half_life_blocks: Option<f64>,
 
     /// Compile worker threads (reth's `--jit.worker-count` is honoured too).
@@ -53,17 +69,29 @@ pub struct KilnArgs {
     pub worker_count: Option<usize>,
 
     /// Larger code is never compiled (reth's `--jit.max-bytecode-len` is honoured too).
-    #[arg(id = "kiln.max-bytecode-len", long = "kiln.max-bytecode-len", value_name = "BYTES")]
+    #[arg(
+        id = "kiln.max-bytecode-len",
+        long = "kiln.max-bytecode-len",
+        value_name = "BYTES"
+    )]
     pub max_bytecode_len: Option<usize>,
 
     /// Compiled code kept resident, in bytes of linked objects (reth's `--jit.code-cache-bytes`
     /// is honoured too).
-    #[arg(id = "kiln.code-cache-bytes", long = "kiln.code-cache-bytes", value_name = "BYTES")]
+    #[arg(
+        id = "kiln.code-cache-bytes",
+        long = "kiln.code-cache-bytes",
+        value_name = "BYTES"
+    )]
     pub code_cache_bytes: Option<u64>,
 
     /// Code no canonical block used for this many seconds is evicted; 0 keeps it (reth's
     /// `--jit.idle-evict-duration` is honoured too).
-    #[arg(id = "kiln.idle-evict-secs", long = "kiln.idle-evict-secs", value_name = "SECS")]
+    #[arg(
+        id = "kiln.idle-evict-secs",
+        long = "kiln.idle-evict-secs",
+        value_name = "SECS"
+    )]
     pub idle_evict_secs: Option<u64>,
 
     /// Real transactions new code must match the interpreter on before it serves; 0 installs
@@ -82,17 +110,32 @@ pub struct KilnArgs {
     pub cache_dir: Option<PathBuf>,
 
     /// Keep nothing across restarts.
-    #[arg(id = "kiln.no-cache", long = "kiln.no-cache", default_value_t = false, conflicts_with = "kiln.cache-dir")]
+    #[arg(
+        id = "kiln.no-cache",
+        long = "kiln.no-cache",
+        default_value_t = false,
+        conflicts_with = "kiln.cache-dir"
+    )]
     pub no_cache: bool,
 
     /// How often the service installs finished compilations and starts queued ones when no
     /// block arrives, in milliseconds.
-    #[arg(id = "kiln.poll-interval-ms", long = "kiln.poll-interval-ms", value_name = "MS", default_value_t = 50)]
+    #[arg(
+        id = "kiln.poll-interval-ms",
+        long = "kiln.poll-interval-ms",
+        value_name = "MS",
+        default_value_t = 50
+    )]
     pub poll_interval_ms: u64,
 
     /// How often kiln logs a summary line (frames compiled/interpreted, native gas share,
     /// installed code), in seconds; 0 for never.
-    #[arg(id = "kiln.log-interval-secs", long = "kiln.log-interval-secs", value_name = "SECS", default_value_t = 30)]
+    #[arg(
+        id = "kiln.log-interval-secs",
+        long = "kiln.log-interval-secs",
+        value_name = "SECS",
+        default_value_t = 30
+    )]
     pub log_interval_secs: u64,
 }
 
@@ -119,8 +162,9 @@ impl KilnArgs {
         default_cache_dir: PathBuf,
     ) -> eyre::Result<ServiceConfig> {
         let mut config = match &self.config {
-            Some(path) => ServiceConfig::load(path)
-                .map_err(|e| eyre::eyre!("{}: {e}", path.display()))?,
+            Some(path) => {
+                ServiceConfig::load(path).map_err(|e| eyre::eyre!("{}: {e}", path.display()))?
+            }
             None => ServiceConfig::default(),
         };
 

@@ -103,7 +103,11 @@ pub struct KilnEvmConfig {
 impl KilnEvmConfig {
     /// An EVM configuration whose EVMs run `runtime`'s compiled code; `jit` (if any) is what
     /// `jit_backend()` answers.
-    pub fn new(chain_spec: Arc<ChainSpec>, runtime: Arc<Runtime>, jit: Option<Arc<KilnJit>>) -> Self {
+    pub fn new(
+        chain_spec: Arc<ChainSpec>,
+        runtime: Arc<Runtime>,
+        jit: Option<Arc<KilnJit>>,
+    ) -> Self {
         Self {
             inner: EthEvmConfig::new_with_evm_factory(chain_spec, KilnEvmFactory::new(runtime)),
             jit,

@@ -65,10 +65,11 @@ where
             in_flight = status.in_flight,
             "kiln ExEx: chain notification processed"
         );
-        ctx.events.send(ExExEvent::FinishedHeight(BlockNumHash::new(
-            finished.number,
-            finished.hash,
-        )))?;
+        ctx.events
+            .send(ExExEvent::FinishedHeight(BlockNumHash::new(
+                finished.number,
+                finished.hash,
+            )))?;
     }
     Ok(())
 }

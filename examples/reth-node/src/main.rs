@@ -47,7 +47,10 @@ use std::{
 fn main() -> ExitCode {
     // kiln's service compiles in helper processes: this same executable, started as
     // `kiln-reth compile-helper [--address-space-limit BYTES]`.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "compile-helper") {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "compile-helper")
+    {
         return compile_helper();
     }
 

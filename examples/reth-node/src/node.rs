@@ -9,8 +9,13 @@ use reth_ethereum::{
     chainspec::ChainSpec,
     engine::local::LocalPayloadAttributesBuilder,
     node::{
-        api::{FullNodeComponents, FullNodeTypes, NodeTypes, PayloadAttributesBuilder, PayloadTypes},
-        builder::{components::BasicPayloadServiceBuilder, components::ComponentsBuilder, DebugNode, Node, NodeAdapter},
+        api::{
+            FullNodeComponents, FullNodeTypes, NodeTypes, PayloadAttributesBuilder, PayloadTypes,
+        },
+        builder::{
+            components::BasicPayloadServiceBuilder, components::ComponentsBuilder, DebugNode, Node,
+            NodeAdapter,
+        },
         node::{
             EthereumAddOns, EthereumConsensusBuilder, EthereumEngineValidatorBuilder,
             EthereumEthApiBuilder, EthereumNetworkBuilder, EthereumPayloadBuilder,

@@ -9,8 +9,8 @@
 use alloy_primitives::{Bytes, B256};
 use kiln_evm::Runtime;
 use kiln_exex::{
-    CodeSource, FinishedHeight, Notification, Service, ServiceConfig, ServiceControl,
-    SharedStatus, StatusSnapshot,
+    CodeSource, FinishedHeight, Notification, Service, ServiceConfig, ServiceControl, SharedStatus,
+    StatusSnapshot,
 };
 use std::{
     sync::{atomic::Ordering, mpsc, Arc, Mutex, OnceLock},
@@ -247,7 +247,8 @@ fn record_metrics(runtime: &Runtime, status: &StatusSnapshot, paused: bool) {
         .absolute(stats.compiled_frames.load(Ordering::Relaxed));
     metrics::counter!("kiln.node.frames", "kind" => "interpreted")
         .absolute(stats.interpreted_frames.load(Ordering::Relaxed));
-    metrics::counter!("kiln.node.canonical_gas", "kind" => "all").absolute(status.stats.canonical_gas);
+    metrics::counter!("kiln.node.canonical_gas", "kind" => "all")
+        .absolute(status.stats.canonical_gas);
     metrics::counter!("kiln.node.canonical_gas", "kind" => "native")
         .absolute(status.stats.canonical_native_gas);
     metrics::gauge!("kiln.node.native_gas_share").set(status.stats.native_share());
