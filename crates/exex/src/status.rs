@@ -48,6 +48,13 @@ struct StatsDef {
     dropped_jobs: u64,
     expired_reports: u64,
     cache_loads: u64,
+    evictions: u64,
+    verify_matches: u64,
+    verify_mismatches: u64,
+    verify_inconclusive: u64,
+    canonical_gas: u64,
+    canonical_native_gas: u64,
+    unused_compilations: u64,
 }
 
 /// Codes installed at the baseline tier and at the optimising tier.
