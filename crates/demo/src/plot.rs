@@ -9,12 +9,13 @@ use std::path::Path;
 /// Blocks averaged per point, so that the lines show the trend rather than each block's noise.
 const WINDOW: usize = 5;
 
-/// Moving average of each block's EVM throughput, by block number.
-fn series(run: &Run) -> Vec<(f64, f64)> {
+/// Moving average of each block's EVM throughput, by block number, after the setup blocks
+/// (deployments, whose gas is mostly code deposit rather than execution).
+fn series(run: &Run, setup_blocks: u64) -> Vec<(f64, f64)> {
     let points: Vec<(f64, f64)> = run
         .blocks
         .iter()
-        .filter(|b| !b.execution.is_zero())
+        .filter(|b| !b.execution.is_zero() && b.number > setup_blocks)
         .map(|b| {
             (
                 b.number as f64,
@@ -33,8 +34,9 @@ fn series(run: &Run) -> Vec<(f64, f64)> {
 
 /// Draws `report` as an SVG at `path`.
 pub fn draw(path: &Path, report: &Report) -> Result<(), String> {
-    let interpreter = series(&report.interpreter);
-    let kiln = series(&report.kiln);
+    let setup = report.generated.setup_blocks as u64;
+    let interpreter = series(&report.interpreter, setup);
+    let kiln = series(&report.kiln, setup);
     let max_x = report
         .kiln
         .blocks
@@ -47,7 +49,7 @@ pub fn draw(path: &Path, report: &Report) -> Result<(), String> {
         .chain(&kiln)
         .map(|p| p.1)
         .fold(1.0, f64::max)
-        * 1.15;
+        * 1.35;
     let root = SVGBackend::new(path, (1200, 600)).into_drawing_area();
     let err = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -109,7 +111,7 @@ pub fn draw(path: &Path, report: &Report) -> Result<(), String> {
         .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], optimised.stroke_width(2)));
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
