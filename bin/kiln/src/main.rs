@@ -6,6 +6,7 @@ mod compile;
 mod demo;
 mod import;
 mod node;
+mod stateless;
 
 use std::{io::IsTerminal, process::ExitCode};
 
@@ -42,6 +43,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Execute a block range of a chain folder again in each mode and report Mgas/s per mode.
     Reexec(node::ReexecArgs),
+    Witness(stateless::WitnessArgs),
+    Stateless(stateless::StatelessArgs),
     /// Serve compilations to the process that started this one, over stdin and stdout (the
     /// hot-code service's isolated compiler).
     #[command(hide = true)]
@@ -64,6 +67,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Node(args) => node::run(args),
         Command::Reexec(args) => node::reexec(args),
+        Command::Witness(args) => stateless::witness(args),
+        Command::Stateless(args) => stateless::stateless(args),
         Command::CompileHelper {
             address_space_limit,
         } => kiln_runtime::helper::serve_stdio(address_space_limit)

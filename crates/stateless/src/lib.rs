@@ -30,7 +30,9 @@ pub use batch::{precompile, validate_all, Precompiled};
 pub use state::StateError;
 pub use trie::TrieError;
 pub use validate::{validate, StatelessError, Validated};
-pub use witness::{chain_inputs, witness, ChainView, WitnessError};
+pub use witness::{
+    chain_folder_inputs, chain_inputs, witness, Blocks, ChainView, ChainWitnessError, WitnessError,
+};
 
 /// One block to validate statelessly: its RLP, its witness, and its chain's config.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,45 +49,45 @@ pub struct StatelessInput {
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not an input's JSON.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Json {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
 impl StatelessInput {
     /// Reads an input file.
     pub fn read(path: &Path) -> Result<Self, InputError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InputError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| InputError::Io {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
-        serde_json::from_str(&text).map_err(|source| InputError::Json {
+        serde_json::from_str(&text).map_err(|cause| InputError::Json {
             path: path.to_owned(),
-            source,
+            cause,
         })
     }
 
     /// Writes this input as a file.
     pub fn write(&self, path: &Path) -> Result<(), InputError> {
-        let text = serde_json::to_string(self).map_err(|source| InputError::Json {
+        let text = serde_json::to_string(self).map_err(|cause| InputError::Json {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
-        std::fs::write(path, text).map_err(|source| InputError::Io {
+        std::fs::write(path, text).map_err(|cause| InputError::Io {
             path: path.to_owned(),
-            source,
+            cause,
         })
     }
 }

@@ -22,6 +22,7 @@ use kiln_node::{
     source::ChainSource,
     state::{AccountState, Codes, StateSnapshot},
 };
+use rayon::prelude::*;
 use revm::primitives::KECCAK_EMPTY;
 use std::collections::BTreeSet;
 
@@ -263,7 +264,7 @@ pub fn witness(
 }
 
 /// The stateless inputs of the canonical blocks `numbers` of an imported chain (`tree`, imported
-/// from `source`), executed with `factory`.
+/// from `source`), executed with `factory`; made in parallel, returned in order.
 pub fn chain_inputs(
     source: &ChainSource,
     tree: &BlockTree,
@@ -288,6 +289,7 @@ pub fn chain_inputs(
         cursor = block.header.parent_hash;
     }
     numbers
+        .into_par_iter()
         .map(|number| {
             let (rlp, block) = canonical
                 .get(&number)
@@ -324,4 +326,64 @@ pub fn cancun_config(chain_id: u64) -> ChainConfig {
         cancun_time: Some(0),
         ..Default::default()
     }
+}
+
+/// Why the witnesses of a chain folder could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainWitnessError {
+    /// The chain folder cannot be read.
+    #[error(transparent)]
+    Source(#[from] kiln_node::SourceError),
+    /// The chain cannot be imported.
+    #[error(transparent)]
+    Import(#[from] kiln_node::ChainError),
+    /// The import stopped before the blocks asked for.
+    #[error("the chain's import stopped at block {head}: {error}")]
+    Stopped {
+        /// The last block imported.
+        head: u64,
+        /// Why.
+        error: kiln_node::ChainError,
+    },
+    /// A witness could not be made.
+    #[error(transparent)]
+    Witness(#[from] WitnessError),
+}
+
+/// What [`chain_folder_inputs`] asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocks {
+    /// Every canonical block after genesis.
+    All,
+    /// These canonical blocks.
+    Range(u64, u64),
+}
+
+/// Imports the chain folder `dir` on the interpreter, then makes the stateless inputs of its
+/// canonical `blocks`.
+pub fn chain_folder_inputs(
+    dir: &std::path::Path,
+    blocks: Blocks,
+) -> Result<Vec<StatelessInput>, ChainWitnessError> {
+    let source = ChainSource::open(dir)?;
+    let runtime = kiln_runtime::Runtime::interpreter();
+    let mut importer = kiln_node::Importer::new(runtime.clone(), None);
+    let imported = importer.import_chain(&source, &mut |_| std::ops::ControlFlow::Continue(()));
+    importer.shutdown();
+    let mut imported = imported?;
+    let head = imported.tree.head().header.number;
+    let (from, to) = match blocks {
+        Blocks::All => (1, head),
+        Blocks::Range(from, to) => (from, to),
+    };
+    if let Some(error) = imported.error.take() {
+        if head < to {
+            return Err(ChainWitnessError::Stopped { head, error });
+        }
+    }
+    let spec = kiln_node::CancunSpec::from_genesis(&source.genesis.config)
+        .map_err(|e| kiln_node::ChainError::Genesis(e.into()))?;
+    let factory =
+        kiln_node::execute::executor_factory_for(spec, kiln_evm::KilnEvmFactory::new(runtime));
+    Ok(chain_inputs(&source, &imported.tree, &factory, from..=to)?)
 }
