@@ -16,7 +16,8 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Instant};
 /// config) of a chain folder's canonical blocks.
 #[derive(Debug, Args)]
 pub struct WitnessArgs {
-    /// The chain folder: `genesis.json`, `chain.rlp` and optionally `forkchoice.json`.
+    /// The chain folder (`genesis.json`, `chain.rlp` and optionally `forkchoice.json`), or a
+    /// `BlockchainTests` file (every valid block of its Cancun tests; `-o` is then a folder).
     #[arg(value_name = "CHAIN")]
     chain: PathBuf,
 
@@ -43,6 +44,9 @@ pub struct WitnessArgs {
 
 /// Runs `kiln witness`.
 pub fn witness(args: WitnessArgs) -> eyre::Result<ExitCode> {
+    if args.chain.is_file() {
+        return fixture_witnesses(&args);
+    }
     let blocks = match (args.block, args.from.zip(args.to), args.all) {
         (Some(n), None, false) => Blocks::Range(n, n),
         (None, Some((a, b)), false) => Blocks::Range(a, b),
@@ -78,6 +82,36 @@ pub fn witness(args: WitnessArgs) -> eyre::Result<ExitCode> {
             start.elapsed().as_secs_f64()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln witness` of a `BlockchainTests` file: `<out>/<test>-<i>.json` per valid block.
+fn fixture_witnesses(args: &WitnessArgs) -> eyre::Result<ExitCode> {
+    let tests = kiln_stateless::fixture::file_inputs(&args.chain)?;
+    std::fs::create_dir_all(&args.out)
+        .wrap_err_with(|| format!("creating {}", args.out.display()))?;
+    let mut written = 0;
+    for (name, inputs) in &tests {
+        let stem: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        for (i, input) in inputs.iter().enumerate() {
+            input.write(&args.out.join(format!("{stem}-{i}.json")))?;
+            written += 1;
+        }
+    }
+    println!(
+        "wrote {written} witnesses of {} tests to {}",
+        tests.len(),
+        args.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

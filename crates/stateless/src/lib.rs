@@ -15,6 +15,7 @@
 
 pub mod batch;
 pub mod execute;
+pub mod fixture;
 pub mod state;
 pub mod trie;
 pub mod validate;
