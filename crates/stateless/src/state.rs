@@ -293,9 +293,9 @@ impl<DB: DatabaseRef> DatabaseRef for RecordingDb<DB> {
 }
 
 /// The state root after `bundle` is applied to the state under `root`, from sparse tries over
-/// `source`'s nodes. Accounts are applied in the order of their hashed address, slots in the
-/// order of their hashed slot, so that a witness made by the same walk holds every node it
-/// reveals.
+/// `source`'s nodes. In each trie the updates go first, then the removals, each in the order of
+/// their hashed key: a deletion then reveals a sibling only where the final trie collapses a
+/// branch, and a witness made by the same walk holds every node it reveals.
 pub fn post_state_root(
     source: &impl NodeSource,
     root: B256,
@@ -307,7 +307,8 @@ pub fn post_state_root(
         .iter()
         .map(|(address, account)| (keccak256(address), *address, account))
         .collect();
-    changed.sort_unstable_by_key(|(hashed, ..)| *hashed);
+    // Updates before removals: a branch then collapses only if the final trie needs it.
+    changed.sort_unstable_by_key(|(hashed, _, account)| (account.info.is_none(), *hashed));
     for (hashed, address, account) in changed {
         let at_account = |source| StateError::Account {
             address,
@@ -331,7 +332,7 @@ pub fn post_state_root(
             .filter(|(_, v)| destroyed || v.is_changed())
             .map(|(slot, v)| (keccak256(slot.to_be_bytes::<32>()), *slot, v.present_value))
             .collect();
-        slots.sort_unstable_by_key(|(hashed, ..)| *hashed);
+        slots.sort_unstable_by_key(|(hashed, _, value)| (value.is_zero(), *hashed));
         for (hashed_slot, slot, value) in slots {
             let encoded = if value.is_zero() {
                 Vec::new()

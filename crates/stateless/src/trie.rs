@@ -570,4 +570,50 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn a_collapse_needs_the_sibling_and_names_it() {
+        let none = NodeMap::default();
+        // Two keys apart from the first nibble: a root branch over two hashed leaves.
+        let (a, b) = (0..)
+            .map(|i| (key(0), key(i)))
+            .find(|(a, b)| a[0] >> 4 != b[0] >> 4)
+            .unwrap();
+        let mut full = SparseTrie::empty();
+        full.update(&none, a.as_slice(), value(0)).unwrap();
+        full.update(&none, b.as_slice(), value(1)).unwrap();
+        let (nodes, root) = full.nodes();
+        assert_eq!(nodes.len(), 3);
+        let leaf_b = LeafNode::new(Nibbles::unpack(b).slice(1..), value(1));
+        let mut rlp = Vec::new();
+        let hash_b = RlpNode::from_rlp({
+            alloy_rlp::Encodable::encode(&leaf_b, &mut rlp);
+            &rlp
+        })
+        .as_hash()
+        .unwrap();
+        let without_b = NodeMap::new(
+            nodes
+                .clone()
+                .into_nodes()
+                .filter(|n| keccak256(n) != hash_b)
+                .collect::<Vec<_>>()
+                .iter(),
+        );
+        // Reading `a` does not need `b`'s leaf; deleting `a` collapses the root into it.
+        assert_eq!(get(&without_b, root, a.as_slice()).unwrap(), Some(value(0)));
+        let mut sparse = SparseTrie::new(root);
+        match sparse.remove(&without_b, a.as_slice()) {
+            Err(TrieError::MissingNode { hash, path }) => {
+                assert_eq!(hash, hash_b);
+                assert_eq!(path, format!("{:x}", b[0] >> 4));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut sparse = SparseTrie::new(root);
+        sparse.remove(&nodes, a.as_slice()).unwrap();
+        let mut only_b = SparseTrie::empty();
+        only_b.update(&none, b.as_slice(), value(1)).unwrap();
+        assert_eq!(sparse.root(), only_b.root());
+    }
 }
