@@ -254,7 +254,7 @@ const POOLS: [(usize, usize, u32, &str); 13] = [
     (1, 3, 500, "TickPool B/D 0.05%"),
 ];
 
-/// Pools at the head of [`POOLS`] that carry most swaps.
+/// How many of the demo's concentrated pools (the first ones created) carry most swaps.
 pub const HOT_POOLS: usize = 5;
 
 /// Percent of single-pool swaps that go to a pool of the long tail.
