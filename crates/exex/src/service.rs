@@ -507,19 +507,24 @@ impl Service {
         }
     }
 
-    /// The usage EVMs reported for the block `id` names: the last report wins (a block executed
-    /// twice, as a payload built and then imported, reports the same work twice).
+    /// The usage EVMs reported for the block `id` names: the one with the most gas (the latest
+    /// of equals).
     fn claim_reports(&mut self, id: BlockId) -> Vec<(B256, CodeUsage)> {
-        let mut claimed = None;
+        // The fullest report wins: a block executed twice (a payload built, then imported)
+        // reports the same work twice, and a node's prewarming EVMs run parts of a block under
+        // its identity and report only those parts.
+        let mut claimed: Option<(u64, Vec<(B256, CodeUsage)>)> = None;
         self.pending.retain(|r| {
-            if r.block == id {
-                claimed = Some(r.codes.clone());
-                false
-            } else {
-                true
+            if r.block != id {
+                return true;
             }
+            let gas = r.codes.iter().map(|(_, u)| u.gas).sum::<u64>();
+            if claimed.as_ref().is_none_or(|(best, _)| gas >= *best) {
+                claimed = Some((gas, r.codes.clone()));
+            }
+            false
         });
-        claimed.unwrap_or_default()
+        claimed.map(|(_, codes)| codes).unwrap_or_default()
     }
 
     /// Drops reports of blocks no canonical block claimed within the reorg window.

@@ -259,6 +259,8 @@ fn usage_of_a_block_never_committed_adds_no_heat_and_expires() {
     runtime.usage_reports().report(report(id(1, 1), 400));
     runtime.usage_reports().report(report(id(1, 2), 9_000));
     runtime.usage_reports().report(report(id(1, 1), 500));
+    // A prewarming EVM ran part of block 1 under its identity: the full report still wins.
+    runtime.usage_reports().report(report(id(1, 1), 120));
     service.on_notification(&committed(vec![block(1, 1, None)]));
     assert_heat(&service, &a, 500.0);
     for n in 2..=6 {
