@@ -134,8 +134,10 @@ pub struct ReexecArgs {
     #[arg(long)]
     to: u64,
 
-    /// Passes over the range per mode; the last is timed (the first pays for compiling).
-    #[arg(long, default_value_t = 2)]
+    /// Passes over the range per mode; the last is timed. In jit mode the first pass compiles;
+    /// in tiered mode the first gives the service its heat, the second verifies the code it
+    /// compiled against the interpreter, and the third runs it.
+    #[arg(long, default_value_t = 3)]
     passes: usize,
 
     /// Modes to run, in order.

@@ -951,6 +951,7 @@ impl Service {
     /// Hands a job to the workers.
     fn start(&mut self, job: Job) {
         let Some(code) = self.code(job.key.0) else {
+            tracing::debug!(hash = %job.key.0, "bytecode unknown to the service; it stays on the interpreter");
             self.failed
                 .insert(job.key, "bytecode unknown to the service".into());
             return;

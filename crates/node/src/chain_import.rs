@@ -210,6 +210,10 @@ impl Importer {
         tree: &mut BlockTree,
         rlps: &[alloy_primitives::Bytes],
     ) -> Result<Vec<Duration>, Box<BlockError>> {
+        // The service finds the code of contracts deployed before the range here.
+        if let Some(store) = &self.code_store {
+            store.extend(&tree.codes);
+        }
         let mut times = Vec::with_capacity(rlps.len());
         for (index, decoded) in decode_all_rlp(rlps).into_iter().enumerate() {
             let decoded = decoded.map_err(|reason| {
