@@ -16,7 +16,6 @@ use alloy_consensus::{
 use alloy_eips::{eip1559::BaseFeeParams, eip7840::BlobParams};
 use alloy_primitives::{Address, Bloom, Bytes, B256, B64, U256};
 use alloy_trie::EMPTY_ROOT_HASH;
-use kiln_exex::BlockRecord;
 use std::sync::Arc;
 
 /// What a block producer chooses for a new block.
@@ -120,20 +119,7 @@ pub fn build_block(
     block.header = header;
     let hash = block.header.hash_slow();
     let rlp = Bytes::from(alloy_rlp::encode(&block));
-    let record = BlockRecord {
-        number: block.header.number,
-        hash,
-        parent_hash: block.header.parent_hash,
-        id: executed.block_id(),
-        spec: executed.spec(),
-        deployed: executed
-            .bundle
-            .contracts
-            .iter()
-            .map(|(hash, code)| (*hash, code.original_bytes()))
-            .collect(),
-        usage: None,
-    };
+    let record = executed.record(&block.header, hash);
     tree.insert(ImportedBlock {
         header: block.header.clone(),
         hash,

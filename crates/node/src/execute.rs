@@ -61,6 +61,29 @@ impl BlockExecution {
     pub fn block_id(&self) -> BlockId {
         BlockId::of(&self.env.block_env)
     }
+
+    /// What the hot-code service is told about the block `header` (hashing to `hash`) this
+    /// execution ran: its identity, spec and the code it deployed.
+    pub fn record(
+        &self,
+        header: &alloy_consensus::Header,
+        hash: alloy_primitives::B256,
+    ) -> kiln_exex::BlockRecord {
+        kiln_exex::BlockRecord {
+            number: header.number,
+            hash,
+            parent_hash: header.parent_hash,
+            id: self.block_id(),
+            spec: self.spec(),
+            deployed: self
+                .bundle
+                .contracts
+                .iter()
+                .map(|(hash, code)| (*hash, code.original_bytes()))
+                .collect(),
+            usage: None,
+        }
+    }
 }
 
 /// The environment of `block` on the factory's chain.

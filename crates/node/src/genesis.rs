@@ -45,23 +45,7 @@ pub fn genesis_tree(
             expected: block.header.state_root,
         });
     }
-    let env = block_env(factory, &block);
-    let record = BlockRecord {
-        number: block.header.number,
-        hash,
-        parent_hash: block.header.parent_hash,
-        id: kiln_runtime::BlockId::of(&env.block_env),
-        spec: env.cfg_env.spec,
-        deployed: Vec::new(),
-        usage: None,
-    };
-    let genesis = ImportedBlock {
-        header: block.header,
-        hash,
-        state: Arc::new(state),
-        record,
-    };
-    Ok(BlockTree::new(genesis, codes))
+    Ok(tree_from(factory, block, hash, state, codes))
 }
 
 /// The block tree of a geth-format genesis file (a Cancun chain: see
@@ -96,23 +80,7 @@ pub fn geth_genesis_tree(
         body: Default::default(),
     };
     let hash = block.header.hash_slow();
-    let env = block_env(factory, &block);
-    let record = BlockRecord {
-        number: block.header.number,
-        hash,
-        parent_hash: block.header.parent_hash,
-        id: kiln_runtime::BlockId::of(&env.block_env),
-        spec: env.cfg_env.spec,
-        deployed: Vec::new(),
-        usage: None,
-    };
-    let genesis = ImportedBlock {
-        header: block.header,
-        hash,
-        state: Arc::new(state),
-        record,
-    };
-    Ok(BlockTree::new(genesis, codes))
+    Ok(tree_from(factory, block, hash, state, codes))
 }
 
 /// The genesis header of a Cancun chain, as geth and reth build it from a genesis file.
@@ -145,4 +113,31 @@ pub fn geth_genesis_header(genesis: &Genesis, state_root: B256) -> Header {
         requests_hash: None,
         ..Default::default()
     }
+}
+
+/// A tree holding only the genesis `block` (hashing to `hash`) with its `state`.
+fn tree_from(
+    factory: &KilnBlockExecutorFactory,
+    block: EthBlock,
+    hash: B256,
+    state: StateSnapshot,
+    codes: Codes,
+) -> BlockTree {
+    let env = block_env(factory, &block);
+    let record = BlockRecord {
+        number: block.header.number,
+        hash,
+        parent_hash: block.header.parent_hash,
+        id: kiln_runtime::BlockId::of(&env.block_env),
+        spec: env.cfg_env.spec,
+        deployed: Vec::new(),
+        usage: None,
+    };
+    let genesis = ImportedBlock {
+        header: block.header,
+        hash,
+        state: Arc::new(state),
+        record,
+    };
+    BlockTree::new(genesis, codes)
 }

@@ -570,20 +570,7 @@ impl Importer {
         validate::state_root(header, root).map_err(reject)?;
         tracing::trace!(target: TARGET, number = header.number, %hash, accounts = stats.accounts, storage_roots = stats.storage_roots, "block imported");
 
-        let record = BlockRecord {
-            number: header.number,
-            hash,
-            parent_hash: header.parent_hash,
-            id: executed.block_id(),
-            spec: executed.spec(),
-            deployed: executed
-                .bundle
-                .contracts
-                .iter()
-                .map(|(hash, code)| (*hash, code.original_bytes()))
-                .collect(),
-            usage: None,
-        };
+        let record = executed.record(header, hash);
         Ok(ImportedBlock {
             header: block.header,
             hash,
