@@ -70,8 +70,8 @@ pub type CompiledFn = unsafe extern "C" fn(*mut KilnCtx<'_>) -> u8;
 
 /// The state shared between a compiled function, its builtins and the dispatcher.
 ///
-/// The compiled code reads and writes only the first four fields, at the offsets given by the
-/// `OFFSET_*` constants; the layout is therefore `repr(C)` and checked by a test.
+/// The compiled code reads and writes only the fields named by the `OFFSET_*` constants, at
+/// those offsets; the layout is therefore `repr(C)` and checked by a test.
 #[repr(C)]
 #[derive(Debug)]
 pub struct KilnCtx<'h> {
@@ -101,6 +101,9 @@ pub struct KilnCtx<'h> {
     /// Storage slots this stretch of compiled code has loaded or stored, from
     /// [`with_slot_cache`] (see [`slots`]); null for none.
     pub slots: *mut SlotCache,
+    /// The running code's bytes (revm's padded copy). A function shared by a code family reads
+    /// the PUSH immediates that differ between its members from here.
+    pub code: *const u8,
 }
 
 /// Byte offset of [`KilnCtx::stack`].
@@ -115,6 +118,8 @@ pub const OFFSET_PC: u32 = 24;
 pub const OFFSET_MEM: u32 = 32;
 /// Byte offset of [`KilnCtx::mem_len`].
 pub const OFFSET_MEM_LEN: u32 = 40;
+/// Byte offset of [`KilnCtx::code`].
+pub const OFFSET_CODE: u32 = 88;
 
 type Ictx<'a, 'h> = InstructionContext<'a, dyn Host + 'h, EthInterpreter>;
 
@@ -1063,6 +1068,7 @@ mod tests {
         assert_eq!(offset_of!(KilnCtx, pc) as u32, OFFSET_PC);
         assert_eq!(offset_of!(KilnCtx, mem) as u32, OFFSET_MEM);
         assert_eq!(offset_of!(KilnCtx, mem_len) as u32, OFFSET_MEM_LEN);
+        assert_eq!(offset_of!(KilnCtx, code) as u32, OFFSET_CODE);
     }
 
     #[test]

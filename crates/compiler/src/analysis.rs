@@ -22,7 +22,7 @@ use revm::{
 pub const STACK_LIMIT: u64 = 1024;
 
 /// What one instruction does, as far as code generation is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum InstKind {
     /// Lowered inline to LLVM IR.
     Inline,
@@ -67,6 +67,9 @@ pub struct Inst {
     /// For a memory access that starts a run of accesses off one base: how far its growth may
     /// reach ahead (see [`GrowAhead`]).
     pub grow_ahead: Option<GrowAhead>,
+    /// A PUSH whose immediate is a parameter of a code family: the compiled code reads it from
+    /// the running code instead of folding it in (see [`crate::family`]).
+    pub param: bool,
 }
 
 /// Memory growth done once for a run of accesses at `base + c` in one block (Solidity fills a
@@ -80,7 +83,7 @@ pub struct Inst {
 /// covers the static gas of the rest of the run: then the run reaches its last access in the
 /// interpreter too, and the interpreter's growths telescope to the same total charge. The
 /// growth builtin checks that and otherwise grows only for the access itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GrowAhead {
     /// Bytes from this access's offset to the end of the furthest access of the run.
     pub bytes: u64,
@@ -94,7 +97,7 @@ pub struct GrowAhead {
 }
 
 /// The checks done once at a section's start.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Section {
     /// Sum of the static gas of the section's instructions.
     pub gas: u64,
@@ -105,7 +108,7 @@ pub struct Section {
 }
 
 /// How a block ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BlockEnd {
     /// Falls through to the block starting at the next instruction (or off the end of the code,
     /// which is STOP).
@@ -188,6 +191,66 @@ impl StraightLine {
 }
 
 impl Analysis {
+    /// Marks the PUSH instructions at `pcs` as family parameters ([`Inst::param`]). Each must be
+    /// a PUSH1..PUSH32 whose immediate lies inside the code and that does not feed a JUMP or
+    /// JUMPI directly (a static jump target shapes the control flow).
+    pub fn set_params(&mut self, pcs: &[u32]) -> Result<(), String> {
+        for &pc in pcs {
+            let i = self
+                .insts
+                .binary_search_by_key(&pc, |inst| inst.pc)
+                .map_err(|_| format!("pc {pc} is not an instruction"))?;
+            let inst = &self.insts[i];
+            let n = match inst.op {
+                opcode::PUSH1..=opcode::PUSH32 => (inst.op - opcode::PUSH1) as usize + 1,
+                op => return Err(format!("pc {pc} holds opcode {op:#04x}, not PUSH1..PUSH32")),
+            };
+            if pc as usize + 1 + n > self.code_len {
+                return Err(format!(
+                    "the PUSH at pc {pc} is cut off by the end of the code"
+                ));
+            }
+            if matches!(
+                self.insts.get(i + 1).map(|next| next.op),
+                Some(opcode::JUMP | opcode::JUMPI)
+            ) {
+                return Err(format!("the PUSH at pc {pc} is a static jump target"));
+            }
+            self.insts[i].param = true;
+        }
+        Ok(())
+    }
+
+    /// A digest of everything code generation reads from the analysis, except the immediates
+    /// of parameters: two codes whose analyses have the same digest (same spec, same
+    /// parameters) compile to the same function (see [`crate::family`]).
+    pub fn digest(&self) -> revm::primitives::B256 {
+        use std::hash::{Hash, Hasher};
+        struct Keccak(Vec<u8>);
+        impl Hasher for Keccak {
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.extend_from_slice(bytes);
+            }
+            fn finish(&self) -> u64 {
+                unreachable!("only finalised as a whole digest")
+            }
+        }
+        let mut h = Keccak(Vec::with_capacity(self.insts.len() * 64));
+        (self.spec as u8, self.code_len, self.has_dynamic_jumps).hash(&mut h);
+        for inst in &self.insts {
+            (inst.pc, inst.op, inst.param, inst.kind, inst.static_gas).hash(&mut h);
+            (inst.inputs, inst.outputs, inst.section, inst.grow_ahead).hash(&mut h);
+            if !inst.param {
+                inst.imm.hash(&mut h);
+            }
+        }
+        for b in &self.blocks {
+            (b.start, b.end, b.end_kind, b.cold).hash(&mut h);
+        }
+        (&self.jumpdests, &self.resume_pcs).hash(&mut h);
+        revm::primitives::keccak256(&h.0)
+    }
+
     /// For code that cannot loop (no dynamic jump, no static jump backwards), what one run does
     /// at most; `None` for code that may loop, where compiled code's savings have no bound.
     pub fn straight_line(&self) -> Option<StraightLine> {
@@ -485,6 +548,7 @@ pub fn analyze(code: &[u8], spec: SpecId) -> Analysis {
             outputs,
             section: None,
             grow_ahead: None,
+            param: false,
         });
         pc += size;
     }

@@ -202,6 +202,7 @@ fn emit_object(
     spec: SpecId,
     opts: &CompileOptions,
     coverage: Option<&Coverage>,
+    params: &[u32],
     entry: &str,
 ) -> Result<(LLVMMemoryBufferRef, usize), CompileError> {
     let cx = Context::create();
@@ -209,7 +210,16 @@ fn emit_object(
     // string map per function) is a visible part of a baseline compilation.
     // SAFETY: `cx` is a live context; the flag only stops it from storing value names.
     unsafe { llvm_sys::core::LLVMContextSetDiscardValueNames(cx.raw(), 1) };
-    let built = build_module(&cx, code, spec, opts, coverage, Linking::Direct, entry)?;
+    let built = build_module(
+        &cx,
+        code,
+        spec,
+        opts,
+        coverage,
+        params,
+        Linking::Direct,
+        entry,
+    )?;
     let object: MemoryBuffer<'_> = built.emit(FileType::Object)?;
     // The raw buffer outlives the context and module it was emitted from; its owner frees it
     // (hence the `forget`).
@@ -228,24 +238,27 @@ pub(crate) fn compile(
     let _active = crate::exit_guard::enter()?;
     let jit = jit()?;
     let name = next_entry_name();
-    let (buffer, size) = emit_object(code, spec, opts, coverage, &name)?;
+    let (buffer, size) = emit_object(code, spec, opts, coverage, &[], &name)?;
     // SAFETY: `buffer` is an object buffer this function owns, handed over once.
     unsafe { link(jit, buffer, size, &name) }
 }
 
 /// Compiles `code` to a relocatable object for [`link_jit_object`]: the entry symbol is
 /// `entry` (from [`next_entry_name`] of the process that will link it) and builtins are called
-/// by name. A compile helper process returns this to the node.
+/// by name. A compile helper process returns this to the node. With `params`, the function
+/// reads those PUSH immediates from the running code, so that every member of `code`'s family
+/// with the same [`crate::family::digest`] can run it.
 pub fn compile_object(
     code: &[u8],
     spec: SpecId,
     opts: &CompileOptions,
     coverage: Option<&Coverage>,
+    params: &[u32],
     entry: &str,
 ) -> Result<Vec<u8>, CompileError> {
     let _active = crate::exit_guard::enter()?;
     crate::init_llvm()?;
-    let (buffer, size) = emit_object(code, spec, opts, coverage, entry)?;
+    let (buffer, size) = emit_object(code, spec, opts, coverage, params, entry)?;
     // SAFETY: `buffer` is a live memory buffer of `size` bytes that this function owns; it is
     // copied, then disposed of exactly once.
     unsafe {

@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod aot;
 mod coverage;
 mod exit_guard;
+pub mod family;
 mod jit;
 mod lower;
 
@@ -34,7 +35,7 @@ use std::sync::OnceLock;
 
 /// The version of the compiler's output. Part of every artifact key: artifacts built by another
 /// version are never loaded.
-pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+abi3");
+pub const COMPILER_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+abi4");
 
 /// The newest spec the compiler supports. Frames of newer specs stay on the interpreter.
 pub const MAX_SPEC: SpecId = SpecId::OSAKA;
@@ -490,18 +491,24 @@ fn within_budget(what: &'static str, count: usize, limit: usize) -> Result<(), C
 }
 
 /// Builds and optimises the module for `code` in `cx`; with `coverage`, only the blocks it
-/// entered are compiled (see [`Coverage`]).
+/// entered are compiled (see [`Coverage`]); the PUSHes at `params` are read from the running
+/// code (see [`family`]).
+#[allow(clippy::too_many_arguments)]
 fn build_module<'ctx>(
     cx: &'ctx Context,
     code: &[u8],
     spec: SpecId,
     opts: &CompileOptions,
     coverage: Option<&Coverage>,
+    params: &[u32],
     linking: Linking,
     entry: &str,
 ) -> Result<Built<'ctx>, CompileError> {
     check_input(code, spec, opts)?;
     let mut analysis = analysis::analyze(code, spec);
+    analysis
+        .set_params(params)
+        .map_err(|e| CompileError::Internal(format!("family parameters: {e}")))?;
     if let Some(Fault::StaticGas { opcode, delta }) = opts.fault {
         analysis.inject_gas_fault(opcode, delta);
     }
@@ -709,6 +716,7 @@ pub fn compile_to_bytes(
         spec,
         opts,
         coverage,
+        &[],
         Linking::PointerTable,
         AOT_ENTRY_SYMBOL,
     )?;

@@ -26,8 +26,8 @@ use inkwell::{
     AddressSpace, IntPredicate,
 };
 use kiln_builtins::{
-    builtin_for_opcode, Builtin, BuiltinKind, Signature, GROW_MEMORY_BUILTIN, OFFSET_GAS,
-    OFFSET_MEM, OFFSET_MEM_LEN, OFFSET_PC, OFFSET_SP, OFFSET_STACK, STATUS_COLD_CODE,
+    builtin_for_opcode, Builtin, BuiltinKind, Signature, GROW_MEMORY_BUILTIN, OFFSET_CODE,
+    OFFSET_GAS, OFFSET_MEM, OFFSET_MEM_LEN, OFFSET_PC, OFFSET_SP, OFFSET_STACK, STATUS_COLD_CODE,
     STATUS_CONTINUE_IN_INTERPRETER,
 };
 use revm::{bytecode::opcode, interpreter::InstructionResult, primitives::U256};
@@ -944,6 +944,64 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
             .map_err(|e| CompileError::Internal(format!("branch weights: {e}")))
     }
 
+    /// A code family parameter ([`crate::family`]): the immediate of the PUSH `op` at `pc`,
+    /// read big-endian from the running code ([`kiln_builtins::KilnCtx::code`]). The analysis
+    /// checked that the immediate lies inside the code.
+    fn param_value(&self, pc: u32, op: u8) -> Res<IntValue<'ctx>> {
+        let n = u32::from(op - opcode::PUSH1) + 1;
+        let ptr_ty = self.cx.ptr_type(AddressSpace::default());
+        let code = llvm(self.b.build_load(
+            ptr_ty,
+            self.ctx_field(OFFSET_CODE, "code.field")?,
+            "code",
+        ))?
+        .into_pointer_value();
+        // SAFETY: (LLVM IR semantics, not Rust) the immediate's bytes lie inside the code.
+        let at = unsafe {
+            llvm(self.b.build_in_bounds_gep(
+                self.i8,
+                code,
+                &[self.i64.const_int(u64::from(pc) + 1, false)],
+                "imm.ptr",
+            ))?
+        };
+        let int = |bytes: u32| {
+            std::num::NonZeroU32::new(8 * bytes)
+                .and_then(|bits| self.cx.custom_width_int_type(bits).ok())
+                .ok_or_else(|| CompileError::Internal(format!("no {bytes}-byte integer type")))
+        };
+        let raw_ty = int(n)?;
+        let raw = llvm(self.b.build_load(raw_ty, at, "imm.raw"))?;
+        if let Some(i) = raw.as_instruction_value() {
+            let _ = i.set_alignment(1);
+        }
+        // bswap needs a whole number of 16-bit units: an odd byte count gets a zero low byte,
+        // which the swap moves to the top.
+        let raw = raw.into_int_value();
+        let (wide, ty) = if n % 2 == 1 {
+            let ty = int(n + 1)?;
+            let z = llvm(self.b.build_int_z_extend(raw, ty, "imm.z"))?;
+            (
+                llvm(self.b.build_left_shift(z, ty.const_int(8, false), "imm.sh"))?,
+                ty,
+            )
+        } else {
+            (raw, raw_ty)
+        };
+        let v = llvm(
+            self.b
+                .build_call(self.intrinsic("llvm.bswap", ty)?, &[wide.into()], "imm"),
+        )?
+        .try_as_basic_value()
+        .unwrap_basic()
+        .into_int_value();
+        if ty == self.i256 {
+            Ok(v)
+        } else {
+            llvm(self.b.build_int_z_extend(v, self.i256, "imm256"))
+        }
+    }
+
     fn intrinsic(&self, name: &str, ty: IntType<'ctx>) -> Res<FunctionValue<'ctx>> {
         Intrinsic::find(name)
             .and_then(|i| i.get_declaration(self.module, &[ty.into()]))
@@ -1104,6 +1162,10 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     if block.end_kind == BlockEnd::Exit && is_last {
                         return Ok(());
                     }
+                }
+                InstKind::Inline if inst.param => {
+                    let v = self.param_value(inst.pc, inst.op)?;
+                    self.push(v)?;
                 }
                 InstKind::Inline => {
                     if self.emit_inline(inst.pc, inst.op, inst.imm, const_target, bi)? {
@@ -1641,6 +1703,13 @@ impl<'a, 'ctx> Lowerer<'a, 'ctx> {
                     // without the target on the stack.
                     debug_assert!(self.a.insts[idx + 1].section.is_none());
                     self.off += 1
+                }
+                PUSH1..=PUSH32 if inst.param => {
+                    let v = self.param_value(pc, op)?;
+                    let s = self.slot(-1)?;
+                    let st = llvm(self.b.build_store(s, v))?;
+                    let _ = st.set_alignment(8);
+                    self.off += 1;
                 }
                 PUSH0..=PUSH32 => self.push_limbs(*imm.as_limbs())?,
                 GAS => {

@@ -13,6 +13,7 @@ fn an_object_links_under_the_entry_name_it_was_compiled_for() {
         SpecId::CANCUN,
         &CompileOptions::default(),
         None,
+        &[],
         &entry,
     )
     .unwrap();
@@ -26,6 +27,7 @@ fn an_object_links_under_the_entry_name_it_was_compiled_for() {
         SpecId::CANCUN,
         &CompileOptions::default(),
         None,
+        &[],
         &other,
     )
     .unwrap();

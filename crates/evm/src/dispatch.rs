@@ -540,6 +540,7 @@ fn run_compiled_inner<H: Host>(
         gas_params: host.gas_params() as *const _,
         host: host as &mut dyn Host as *mut dyn Host,
         slots: std::ptr::null_mut(),
+        code: interpreter.bytecode.bytecode_ptr(),
     };
     let status = with_slot_cache(|slots| {
         cx.slots = slots;

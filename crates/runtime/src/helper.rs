@@ -79,6 +79,8 @@ struct Header {
     entry: String,
     options: CompileOptions,
     coverage: Option<Vec<usize>>,
+    #[serde(default)]
+    params: Vec<u32>,
     fault: Option<HelperFault>,
 }
 
@@ -124,6 +126,7 @@ pub fn serve(input: impl Read, output: impl Write) -> io::Result<()> {
             spec,
             &header.options,
             coverage.as_ref(),
+            &header.params,
             &header.entry,
         ) {
             Ok(object) => {
@@ -381,6 +384,7 @@ impl HelperProcess {
             entry: entry.to_string(),
             options: request.options,
             coverage: request.coverage.as_ref().map(|c| c.pcs().collect()),
+            params: request.params.clone(),
             fault: request.helper_fault,
         };
         let header =

@@ -31,6 +31,9 @@ pub struct CompileRequest {
     pub options: CompileOptions,
     /// The blocks to compile (profile-guided), or `None` for all of them.
     pub coverage: Option<Coverage>,
+    /// PUSHes (by pc) the function reads from the running code, so that the members of the
+    /// code's family share it ([`kiln_compiler::family`]); empty for a function of its own.
+    pub params: Vec<u32>,
     /// A failure a compile helper process stages on purpose (tests of isolation only).
     #[doc(hidden)]
     pub helper_fault: Option<HelperFault>,
@@ -45,6 +48,7 @@ impl CompileRequest {
             code,
             options,
             coverage: None,
+            params: Vec::new(),
             helper_fault: None,
         }
     }
@@ -92,11 +96,19 @@ impl Compiler for InProcess {
             request.spec,
             &request.options,
             request.coverage.as_ref(),
+            &request.params,
             entry,
         )?)
     }
 
     fn compile(&self, request: &CompileRequest) -> Result<CompiledCode, RuntimeError> {
+        if !request.params.is_empty() {
+            let entry = kiln_compiler::next_entry_name();
+            let object = self.compile_object(request, &entry)?;
+            return Ok(CompiledCode::Jit(kiln_compiler::link_jit_object(
+                &object, &entry,
+            )?));
+        }
         Ok(CompiledCode::Jit(kiln_compiler::compile_jit(
             &request.code,
             request.spec,

@@ -22,6 +22,7 @@ fn object() -> (String, Vec<u8>) {
         SpecId::CANCUN,
         &CompileOptions::default(),
         None,
+        &[],
         &entry,
     )
     .unwrap();
