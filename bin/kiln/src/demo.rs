@@ -80,10 +80,10 @@ pub fn run(args: DemoArgs) -> eyre::Result<ExitCode> {
     }
     if let Some(s) = &report.kiln.service {
         println!(
-            "kiln's service: {} quick + {} optimised compilations, {:.1} s compile CPU, {:.1}% of contract gas ran natively, {} verified replays, {} mismatches{}",
+            "kiln's service: {} quick + {} optimised installs, compile time {}, {:.1}% of contract gas ran natively, {} verified replays, {} mismatches{}",
             s.compiled_quick,
             s.compiled_optimised,
-            s.compile_secs(),
+            crate::import::compile_cpu(s),
             100.0 * s.native_share(),
             s.verify_matches,
             s.verify_mismatches,
@@ -95,6 +95,12 @@ pub fn run(args: DemoArgs) -> eyre::Result<ExitCode> {
             } else {
                 String::new()
             }
+        );
+    }
+    if let Some((name, time)) = report.hottest_to_optimised() {
+        println!(
+            "hottest contract {name}: optimised code {:.2} s after the first block that ran it",
+            time.as_secs_f64()
         );
     }
     println!("compilations (contract, tier, canonical height when installed):");

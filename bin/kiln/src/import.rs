@@ -74,6 +74,11 @@ pub(crate) struct ServiceArgs {
     /// Compile in helper processes (`kiln compile-helper`) instead of this one.
     #[arg(long = "jit.isolation", value_name = "BOOL", action = clap::ArgAction::Set)]
     isolation: Option<bool>,
+
+    /// Share one compiled function among codes that differ only in PUSH immediates
+    /// (immutables): `false` compiles every code on its own.
+    #[arg(long = "jit.families", value_name = "BOOL", action = clap::ArgAction::Set)]
+    families: Option<bool>,
 }
 
 impl ServiceArgs {
@@ -111,6 +116,9 @@ impl ServiceArgs {
         }
         if let Some(on) = self.isolation {
             config.isolation = on;
+        }
+        if let Some(on) = self.families {
+            config.families = on;
         }
         config.validate()?;
         Ok(config)
@@ -213,10 +221,10 @@ pub fn run(args: ImportArgs) -> eyre::Result<ExitCode> {
             service.verify_mismatches
         );
         eprintln!(
-            "policy {}: {:.1}% of canonical contract gas ran natively; compile time {:.2} s; {} compilations never ran natively",
+            "policy {}: {:.1}% of canonical contract gas ran natively; compile time {}; {} compilations never ran natively",
             opts.service.policy,
             100.0 * service.native_share(),
-            service.compile_secs(),
+            compile_cpu(service),
             service.unused_compilations
         );
     }
@@ -229,6 +237,17 @@ pub fn run(args: ImportArgs) -> eyre::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The service's compile time per tier and what code families saved.
+pub(crate) fn compile_cpu(stats: &kiln_exex::ServiceStats) -> String {
+    let (quick, optimised) = stats.compile_secs_per_tier();
+    format!(
+        "{:.2} s: quick {quick:.2} s, optimising {optimised:.2} s; {} family functions compiled, {} installs served by one",
+        quick + optimised,
+        stats.family_compilations,
+        stats.family_shares
+    )
 }
 
 /// Progress on stderr, only when it is a terminal.
@@ -264,10 +283,10 @@ fn import_chain(
     eprintln!("mode {}: {timings}", opts.mode);
     if let Some(service) = &jit.service {
         eprintln!(
-            "service: {} quick + {} optimised compilations ({:.2} s), {:.1}% of contract gas native, {} compilations never ran natively",
+            "service: {} quick + {} optimised installs (compile time {}), {:.1}% of contract gas native, {} compilations never ran natively",
             service.compiled_quick,
             service.compiled_optimised,
-            service.compile_secs(),
+            compile_cpu(service),
             100.0 * service.native_share(),
             service.unused_compilations
         );

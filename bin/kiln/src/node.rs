@@ -93,10 +93,10 @@ pub fn run(args: NodeArgs) -> eyre::Result<ExitCode> {
     eprintln!("{}", report.timings);
     let s = &report.service;
     eprintln!(
-        "service: {} quick + {} optimised compilations ({:.2} s), {} loaded from the cache, {:.1}% of contract gas native; first block run natively: {}",
+        "service: {} quick + {} optimised installs (compile time {}), {} loaded from the cache, {:.1}% of contract gas native; first block run natively: {}",
         s.compiled_quick,
         s.compiled_optimised,
-        s.compile_secs(),
+        crate::import::compile_cpu(s),
         s.cache_loads,
         100.0 * s.native_share(),
         report

@@ -241,6 +241,8 @@ pub struct Run {
     pub service: Option<ServiceStats>,
     /// The compilations the service installed.
     pub compiles: Vec<CompileEvent>,
+    /// The hottest code at the head (the service's heat ranking), if any.
+    pub hottest: Option<B256>,
     /// Contract code hash by address, at the head.
     pub code_hashes: HashMap<Address, B256>,
 }
@@ -276,6 +278,9 @@ pub fn import(
         .service()
         .map(|s| s.compile_log().to_vec())
         .unwrap_or_default();
+    let hottest = importer
+        .service()
+        .and_then(|s| s.heat().ranked().first().map(|((hash, _), _)| *hash));
     let (timings, jit) = importer.shutdown();
     let done = done.map_err(|error| DemoError::Chain { mode, error })?;
     if let Some(error) = done.error {
@@ -296,6 +301,7 @@ pub fn import(
         blocks,
         service: jit.service,
         compiles,
+        hottest,
     })
 }
 
@@ -336,6 +342,21 @@ impl Report {
             .map(|(_, n)| *n)
     }
 
+    /// The hottest contract's name and the time from the first block that ran it to its
+    /// optimised code's installation (compilation and verification).
+    pub fn hottest_to_optimised(&self) -> Option<(&'static str, Duration)> {
+        let hash = self.kiln.hottest?;
+        let event = self
+            .kiln
+            .compiles
+            .iter()
+            .find(|e| e.key.0 == hash && e.tier == Tier::Optimised)?;
+        Some((
+            self.name_of(hash).unwrap_or("(unnamed)"),
+            event.since_first_sight?,
+        ))
+    }
+
     /// Lines naming each compilation: contract, tier, canonical height, compile time.
     pub fn compile_lines(&self) -> Vec<String> {
         self.kiln
@@ -347,11 +368,14 @@ impl Report {
                     Tier::Optimised => "optimised",
                     _ => "quick",
                 };
+                let how = if e.shared {
+                    "family function of a sibling".to_owned()
+                } else {
+                    format!("compile {:>7.1} ms", e.elapsed.as_secs_f64() * 1e3)
+                };
                 format!(
-                    "{name:<24} {tier:<9} at block {:>4}  compile {:>7.1} ms  ({})",
-                    e.head,
-                    e.elapsed.as_secs_f64() * 1e3,
-                    e.key.0
+                    "{name:<24} {tier:<9} at block {:>4}  {how:<28}  ({})",
+                    e.head, e.key.0
                 )
             })
             .collect()

@@ -85,6 +85,10 @@ pub struct ServiceConfig {
     /// Where a verification mismatch writes its reproducer (a state test); by default the
     /// `mismatches` folder of `cache-dir`, or of the system's temporary directory.
     pub reproducer_dir: Option<std::path::PathBuf>,
+    /// Compile one function per code family: codes that differ only in PUSH immediates
+    /// (immutables) share a function that reads those immediates from the running code, so a
+    /// factory's thousandth pool costs a verification, not a compilation.
+    pub families: bool,
     /// Compile options of the optimising tier (the quick tier uses the same at the baseline
     /// level).
     #[serde(skip)]
@@ -112,6 +116,7 @@ impl Default for ServiceConfig {
             idle_evict_secs: 3600,
             verify_runs: 2,
             reproducer_dir: None,
+            families: true,
             compile: CompileOptions {
                 // The service chooses what to compile: code that cannot beat the interpreter
                 // is left to it.

@@ -42,6 +42,8 @@ pub const VERIFYING_CODES: &str = "kiln.verifying_codes";
 pub const HELPER_RESTARTS: &str = "kiln.helper_restarts";
 /// Counter: compile jobs whose helper timed out.
 pub const HELPER_TIMEOUTS: &str = "kiln.helper_timeouts";
+/// Counter, per tier: jobs a sibling's family function served without a compilation.
+pub const FAMILY_SHARES: &str = "kiln.family_shares";
 
 /// The `tier` label's values.
 const TIERS: [&str; 2] = ["baseline", "optimised"];
@@ -94,6 +96,10 @@ pub fn describe() {
         "Compile helpers restarted after a crash, a kill or a timeout"
     );
     describe_counter!(HELPER_TIMEOUTS, "Compile jobs whose helper timed out");
+    describe_counter!(
+        FAMILY_SHARES,
+        "Jobs a sibling's family function served without a compilation, per tier"
+    );
     describe_gauge!(
         RESIDENT_BYTES,
         Unit::Bytes,
@@ -111,6 +117,10 @@ pub(crate) fn compiled(tier: Tier) {
 
 pub(crate) fn compile_failed(tier: Tier) {
     ::metrics::counter!(COMPILE_FAILURES, "tier" => tier_label(tier)).increment(1);
+}
+
+pub(crate) fn family_share(tier: Tier) {
+    ::metrics::counter!(FAMILY_SHARES, "tier" => tier_label(tier)).increment(1);
 }
 
 pub(crate) fn compile_time(tier: Tier, elapsed: Duration) {

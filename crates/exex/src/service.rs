@@ -67,6 +67,14 @@ pub struct ServiceStats {
     pub canonical_native_gas: u64,
     /// Compilations installed whose code no canonical block has run natively since.
     pub unused_compilations: u64,
+    /// Compile time of the quick tier's jobs, microseconds (part of `compile_micros`).
+    pub compile_micros_quick: u64,
+    /// Compilations of a family function: one that reads the PUSH immediates in which the
+    /// code's known siblings differ from the running code.
+    pub family_compilations: u64,
+    /// Jobs served by a family function compiled for a sibling: no compilation, only
+    /// verification.
+    pub family_shares: u64,
 }
 
 impl ServiceStats {
@@ -83,6 +91,15 @@ impl ServiceStats {
     pub fn compile_secs(&self) -> f64 {
         self.compile_micros as f64 / 1e6
     }
+
+    /// Compile time per tier, in seconds: (quick, optimising).
+    pub fn compile_secs_per_tier(&self) -> (f64, f64) {
+        let quick = self.compile_micros_quick.min(self.compile_micros);
+        (
+            quick as f64 / 1e6,
+            (self.compile_micros - quick) as f64 / 1e6,
+        )
+    }
 }
 
 /// A compilation the service installed: which code, which tier, at which canonical height, and
@@ -95,9 +112,18 @@ pub struct CompileEvent {
     pub tier: Tier,
     /// The canonical head when it was installed.
     pub head: u64,
-    /// Compile time.
+    /// Compile time (zero for a family function compiled for a sibling).
     pub elapsed: Duration,
+    /// Whether the code runs a family function compiled for a sibling.
+    pub shared: bool,
+    /// Time from the first canonical block that ran the code (as this service saw it) to the
+    /// installation.
+    pub since_first_sight: Option<Duration>,
 }
+
+/// Siblings a code is compared with to find its family parameters: enough to tell immutables
+/// (which differ between almost any two members) from constants.
+const MAX_SIBLINGS: usize = 16;
 
 /// The heat ranking's file in the cache directory.
 const HEAT_FILE: &str = "heat.json";
@@ -132,13 +158,36 @@ struct Finished {
     tier: Tier,
     result: Result<Compiled, RuntimeError>,
     elapsed: Duration,
+    /// For a family function: its family and parameters, to serve siblings with.
+    family: Option<FamilyTag>,
+    /// Served by a sibling's family function, not compiled.
+    shared: bool,
+}
+
+/// Which family a function was compiled for ([`kiln_compiler::family`]).
+#[derive(Clone, Debug)]
+struct FamilyTag {
+    skeleton: B256,
+    /// The code it was compiled from.
+    template: B256,
+    params: Arc<[u32]>,
+    digest: B256,
+}
+
+/// A family function siblings may run: weakly held, so that evicting every member frees it.
+struct FamilyFn {
+    tag: FamilyTag,
+    code: std::sync::Weak<CompiledCode>,
+    object: Arc<[u8]>,
+    entry: String,
 }
 
 /// A compilation's result: the linked code, and the object and entry symbol it was linked from
 /// (kept in the object cache once the code has been verified).
+#[derive(Clone)]
 struct Compiled {
     code: Arc<CompiledCode>,
-    object: Vec<u8>,
+    object: Arc<[u8]>,
     entry: String,
 }
 
@@ -146,7 +195,7 @@ struct Compiled {
 struct Candidate {
     tier: Tier,
     code: Arc<CompiledCode>,
-    object: Vec<u8>,
+    object: Arc<[u8]>,
     entry: String,
     /// A runtime that holds only this code, for replays.
     replay: Arc<Runtime>,
@@ -213,6 +262,17 @@ pub struct Service {
     compile_times: FxHashMap<(CodeKey, Tier), Duration>,
     /// Every compilation installed, in order.
     compile_log: Vec<CompileEvent>,
+    /// When a canonical block first ran each code.
+    first_seen: FxHashMap<CodeKey, Instant>,
+    /// Known codes by skeleton ([`kiln_compiler::family::skeleton`]): the candidates for a
+    /// code's family.
+    skeletons: FxHashMap<B256, Vec<B256>>,
+    /// The skeleton of each code in `skeletons`.
+    skeleton_of: FxHashMap<B256, B256>,
+    /// Family functions by (skeleton, spec, tier).
+    families: FxHashMap<(B256, SpecId, Tier), Vec<FamilyFn>>,
+    /// Jobs served by a family function and not installed yet.
+    shared: FxHashSet<(CodeKey, Tier)>,
 }
 
 impl std::fmt::Debug for Service {
@@ -301,6 +361,11 @@ impl Service {
             compilations: FxHashMap::default(),
             compile_times: FxHashMap::default(),
             compile_log: Vec::new(),
+            first_seen: FxHashMap::default(),
+            skeletons: FxHashMap::default(),
+            skeleton_of: FxHashMap::default(),
+            families: FxHashMap::default(),
+            shared: FxHashSet::default(),
         };
         service.warm_start();
         service
@@ -330,6 +395,8 @@ impl Service {
         let mut keys = cache.keys();
         // The optimising tier's object wins over the quick one's.
         keys.sort_by_key(|k| k.optimised);
+        // Members of a code family keep the same object under their own keys: link it once.
+        let mut linked: FxHashMap<String, Arc<CompiledCode>> = FxHashMap::default();
         for key in keys {
             if self.banned.contains_key(&key.code) {
                 cache.remove(key);
@@ -338,14 +405,20 @@ impl Service {
             let Some(cached) = cache.load(key) else {
                 continue;
             };
-            match kiln_compiler::link_jit_object(&cached.object, &cached.entry) {
-                Ok(f) => {
+            let code = match linked.get(&cached.entry) {
+                Some(code) => Ok(code.clone()),
+                None => kiln_compiler::link_jit_object(&cached.object, &cached.entry)
+                    .map(|f| Arc::new(CompiledCode::Jit(f))),
+            };
+            match code {
+                Ok(code) => {
                     let tier = if key.optimised {
                         Tier::Optimised
                     } else {
                         Tier::Baseline
                     };
-                    self.install(key.code, tier, Arc::new(CompiledCode::Jit(f)));
+                    linked.insert(cached.entry, code.clone());
+                    self.install(key.code, tier, code);
                     self.stats.cache_loads += 1;
                     metrics::cache_load();
                 }
@@ -432,6 +505,9 @@ impl Service {
         for block in &chain.blocks {
             for (hash, code) in &block.deployed {
                 self.codes.insert(*hash, code.clone());
+                if self.config.families {
+                    self.index_skeleton(*hash, code);
+                }
             }
             let usage = match &block.usage {
                 Some(usage) => usage.clone(),
@@ -448,6 +524,15 @@ impl Service {
         }
         let now = Instant::now();
         for key in touched {
+            self.first_seen.entry(key).or_insert(now);
+            // Every code that runs is filed under its skeleton once, so that the first member
+            // of a family to be compiled already knows its siblings (codes a factory creates
+            // inside a transaction are not among a block's deployments).
+            if self.config.families && !self.skeleton_of.contains_key(&key.0) {
+                if let Some(code) = self.code(key.0) {
+                    self.index_skeleton(key.0, &code);
+                }
+            }
             if let Some(r) = self.resident.get_mut(&key) {
                 r.last_used = now;
             }
@@ -620,41 +705,7 @@ impl Service {
         let finished =
             std::mem::take(&mut *self.finished.lock().unwrap_or_else(|e| e.into_inner()));
         for f in finished {
-            self.in_flight.remove(&f.key);
-            self.stats.compile_micros += f.elapsed.as_micros() as u64;
-            metrics::compile_time(f.tier, f.elapsed);
-            match f.result {
-                Ok(compiled) => {
-                    tracing::debug!(hash = %f.key.0, tier = ?f.tier, elapsed = ?f.elapsed, "compiled");
-                    self.compile_times.insert((f.key, f.tier), f.elapsed);
-                    if !self.serving
-                        || self.installed.get(&f.key) == Some(&Tier::Optimised)
-                        || self.banned.contains_key(&f.key)
-                    {
-                        continue;
-                    }
-                    if self.config.verify_runs == 0 {
-                        self.promote(f.key, f.tier, compiled);
-                    } else {
-                        self.start_verifying(f.key, f.tier, compiled);
-                    }
-                }
-                Err(e) => {
-                    self.stats.compile_failures += 1;
-                    metrics::compile_failed(f.tier);
-                    tracing::debug!(hash = %f.key.0, tier = ?f.tier, error = %e, "compilation failed; the code stays on the interpreter");
-                    match f.tier {
-                        // A limit only the quick tier has may not bind the optimising one.
-                        Tier::Baseline => {
-                            self.quick_failed.insert(f.key);
-                            self.consider(f.key);
-                        }
-                        _ => {
-                            self.failed.insert(f.key, e.to_string());
-                        }
-                    }
-                }
-            }
+            self.finish(f);
         }
         self.verify();
         self.evict();
@@ -671,6 +722,70 @@ impl Service {
             metrics::helper(restarts, timeouts);
         }
         self.publish_status();
+    }
+
+    /// Acts on a finished job: installs or verifies its code, or notes why there is none.
+    fn finish(&mut self, f: Finished) {
+        if !f.shared {
+            self.in_flight.remove(&f.key);
+        }
+        if f.shared {
+            self.stats.family_shares += 1;
+            metrics::family_share(f.tier);
+        } else {
+            self.stats.compile_micros += f.elapsed.as_micros() as u64;
+            if f.tier != Tier::Optimised {
+                self.stats.compile_micros_quick += f.elapsed.as_micros() as u64;
+            }
+            metrics::compile_time(f.tier, f.elapsed);
+        }
+        match f.result {
+            Ok(compiled) => {
+                tracing::debug!(hash = %f.key.0, tier = ?f.tier, elapsed = ?f.elapsed, shared = f.shared, "compiled");
+                if let Some(tag) = f.family {
+                    self.stats.family_compilations += 1;
+                    self.families
+                        .entry((tag.skeleton, f.key.1, f.tier))
+                        .or_default()
+                        .push(FamilyFn {
+                            tag,
+                            code: Arc::downgrade(&compiled.code),
+                            object: compiled.object.clone(),
+                            entry: compiled.entry.clone(),
+                        });
+                }
+                self.compile_times.insert((f.key, f.tier), f.elapsed);
+                if f.shared {
+                    self.shared.insert((f.key, f.tier));
+                }
+                if !self.serving
+                    || self.installed.get(&f.key) == Some(&Tier::Optimised)
+                    || self.banned.contains_key(&f.key)
+                {
+                    return;
+                }
+                if self.config.verify_runs == 0 {
+                    self.promote(f.key, f.tier, compiled);
+                } else {
+                    self.start_verifying(f.key, f.tier, compiled);
+                }
+            }
+            Err(e) => {
+                self.stats.compile_failures += 1;
+                metrics::compile_failed(f.tier);
+                tracing::debug!(hash = %f.key.0, tier = ?f.tier, error = %e, "compilation failed; the code stays on the interpreter");
+                match f.tier {
+                    // A limit only the quick tier has may not bind the optimising one.
+                    Tier::Baseline => {
+                        self.quick_failed.insert(f.key);
+                        self.consider(f.key);
+                    }
+                    _ => {
+                        self.failed.insert(f.key, e.to_string());
+                    }
+                }
+            }
+        }
     }
 
     /// Installs verified (or, with `verify_runs` 0, fresh) code and keeps its object.
@@ -693,6 +808,8 @@ impl Service {
             tier,
             head: self.heat.head(),
             elapsed: self.compile_times.remove(&(key, tier)).unwrap_or_default(),
+            shared: self.shared.remove(&(key, tier)),
+            since_first_sight: self.first_seen.get(&key).map(|t| t.elapsed()),
         });
         match tier {
             Tier::Optimised => self.stats.compiled_optimised += 1,
@@ -830,6 +947,12 @@ impl Service {
         expected: &revm::context_interface::result::ResultAndState,
     ) {
         let tier = self.verifying.get(&key).map(|c| c.tier);
+        if let Some(bad) = self.verifying.get(&key).map(|c| c.code.clone()) {
+            // Siblings must not be served the function that disagreed.
+            for fns in self.families.values_mut() {
+                fns.retain(|f| !std::ptr::eq(f.code.as_ptr(), Arc::as_ptr(&bad)));
+            }
+        }
         self.uninstall(key);
         let dir = self.reproducer_dir();
         let reproducer = verify::write_reproducer(&dir, key, capture, expected, difference);
@@ -970,7 +1093,40 @@ impl Service {
                 ..self.config.compile
             },
         };
-        let request = CompileRequest::new(job.key.0, job.key.1, Arc::from(&code[..]), options);
+        let mut request = CompileRequest::new(job.key.0, job.key.1, Arc::from(&code[..]), options);
+        let mut family = None;
+        if self.config.families {
+            let skeleton = self.index_skeleton(job.key.0, &code);
+            if let Some(compiled) = self.family_fn_for(skeleton, job.key, job.tier, &code) {
+                tracing::debug!(hash = %job.key.0, tier = ?job.tier, "a sibling's family function serves this code");
+                self.finish(Finished {
+                    key: job.key,
+                    tier: job.tier,
+                    result: Ok(compiled),
+                    elapsed: Duration::ZERO,
+                    family: None,
+                    shared: true,
+                });
+                return;
+            }
+            let params = self.family_params(skeleton, job.key.0, &code);
+            if !params.is_empty() {
+                match kiln_compiler::family::digest(&code, job.key.1, &params) {
+                    Ok(digest) => {
+                        request.params = params.clone();
+                        family = Some(FamilyTag {
+                            skeleton,
+                            template: job.key.0,
+                            params: params.into(),
+                            digest,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::debug!(hash = %job.key.0, error = %e, "no family function for this code")
+                    }
+                }
+            }
+        }
         let (finished, key, tier) = (self.finished.clone(), job.key, job.tier);
         let sent = self
             .workers
@@ -992,7 +1148,7 @@ impl Service {
                     )?));
                     Ok(Compiled {
                         code,
-                        object,
+                        object: object.into(),
                         entry,
                     })
                 });
@@ -1004,11 +1160,93 @@ impl Service {
                         tier,
                         result,
                         elapsed: start.elapsed(),
+                        family,
+                        shared: false,
                     });
             }));
         if sent.is_ok() {
             self.in_flight.insert(job.key, job.tier);
         }
+    }
+
+    /// Files `hash` under its code's skeleton (once) and returns the skeleton.
+    fn index_skeleton(&mut self, hash: B256, code: &[u8]) -> B256 {
+        if let Some(skeleton) = self.skeleton_of.get(&hash) {
+            return *skeleton;
+        }
+        let skeleton = kiln_compiler::family::skeleton(code);
+        self.skeleton_of.insert(hash, skeleton);
+        self.skeletons.entry(skeleton).or_default().push(hash);
+        skeleton
+    }
+
+    /// A family function compiled for a sibling that `code` can run: same skeleton, spec and
+    /// tier, and the same analysis apart from the function's parameters.
+    fn family_fn_for(
+        &mut self,
+        skeleton: B256,
+        key: CodeKey,
+        tier: Tier,
+        code: &[u8],
+    ) -> Option<Compiled> {
+        let fns = self.families.get_mut(&(skeleton, key.1, tier))?;
+        fns.retain(|f| f.code.strong_count() > 0);
+        let found = fns.iter().find_map(|f| {
+            let digest = kiln_compiler::family::digest(code, key.1, &f.tag.params).ok()?;
+            (digest == f.tag.digest).then_some(())?;
+            Some(Compiled {
+                code: f.code.upgrade()?,
+                object: f.object.clone(),
+                entry: f.entry.clone(),
+            })
+        });
+        if found.is_none() && tracing::enabled!(tracing::Level::DEBUG) {
+            for f in self
+                .families
+                .get(&(skeleton, key.1, tier))
+                .into_iter()
+                .flatten()
+            {
+                let why = match self
+                    .code(f.tag.template)
+                    .and_then(|t| kiln_compiler::family::params(code, &[&t]))
+                {
+                    None => "it differs from the template in a jump target".to_owned(),
+                    Some(p) if p.iter().any(|pc| !f.tag.params.contains(pc)) => format!(
+                        "immediates at pcs {:?} differ outside the function's parameters",
+                        p.iter()
+                            .filter(|pc| !f.tag.params.contains(pc))
+                            .collect::<Vec<_>>()
+                    ),
+                    Some(_) => "the analysis relies on an immediate that differs".to_owned(),
+                };
+                tracing::debug!(hash = %key.0, template = %f.tag.template, %why, "a sibling's family function does not fit");
+            }
+        }
+        found
+    }
+
+    /// The PUSHes in which `code` differs from the siblings the service knows (at most
+    /// [`MAX_SIBLINGS`] of them): the parameters of a function they can share. Empty when it
+    /// knows none.
+    fn family_params(&self, skeleton: B256, hash: B256, code: &[u8]) -> Vec<u32> {
+        let siblings: Vec<Bytes> = self
+            .skeletons
+            .get(&skeleton)
+            .into_iter()
+            .flatten()
+            .filter(|h| **h != hash)
+            .take(MAX_SIBLINGS)
+            .filter_map(|h| self.code(*h))
+            .collect();
+        let mut params: Vec<u32> = siblings
+            .iter()
+            .filter_map(|s| kiln_compiler::family::params(code, &[s]))
+            .flatten()
+            .collect();
+        params.sort_unstable();
+        params.dedup();
+        params
     }
 
     fn code(&self, hash: B256) -> Option<Bytes> {

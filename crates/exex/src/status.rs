@@ -55,6 +55,9 @@ struct StatsDef {
     canonical_gas: u64,
     canonical_native_gas: u64,
     unused_compilations: u64,
+    compile_micros_quick: u64,
+    family_compilations: u64,
+    family_shares: u64,
 }
 
 /// Codes installed at the baseline tier and at the optimising tier.

@@ -621,3 +621,114 @@ fn the_lookups_policy_compiles_once_after_n_lookups_from_any_execution() {
 fn deploying_committed(number: u64, codes: &[&[u8]]) -> Notification {
     committed(vec![deploying(block(number, 1, None), codes)])
 }
+
+/// Gas used by one call of `code`, on `runtime`.
+fn gas_of(runtime: &Arc<Runtime>, code: &[u8]) -> u64 {
+    let (target, caller) = (Address::with_last_byte(0xaa), Address::with_last_byte(0xca));
+    let mut db = CacheDB::new(EmptyDB::default());
+    let bc = Bytecode::new_raw(Bytes::copy_from_slice(code));
+    db.insert_account_info(target, AccountInfo::new(U256::ZERO, 1, bc.hash_slow(), bc));
+    db.insert_account_info(
+        caller,
+        AccountInfo {
+            balance: U256::from(10u64.pow(18)),
+            ..Default::default()
+        },
+    );
+    let ctx = Context::mainnet()
+        .with_cfg(CfgEnv::new_with_spec(SPEC))
+        .with_db(db);
+    let tx = TxEnv::builder()
+        .caller(caller)
+        .kind(TxKind::Call(target))
+        .gas_limit(1_000_000)
+        .gas_price(0)
+        .build()
+        .unwrap();
+    let mut evm = KilnEvm::new(ctx, runtime.clone());
+    let result = evm.transact_commit(tx).unwrap();
+    assert!(result.is_success());
+    evm.flush_stats();
+    result.tx_gas_used()
+}
+
+#[test]
+fn siblings_share_one_family_function_and_keep_it_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four codes that differ only in the loop count they push: one family.
+    let codes: Vec<Vec<u8>> = [100, 200, 300, 400].map(loop_code).to_vec();
+    let refs: Vec<&[u8]> = codes.iter().map(|c| &c[..]).collect();
+    let usage: Vec<(&[u8], u64)> = refs.iter().map(|c| (*c, 50_000)).collect();
+    let config = ServiceConfig {
+        cache_dir: Some(dir.path().join("cache")),
+        ..config()
+    };
+    let interpreter = Runtime::interpreter();
+    let expected: Vec<u64> = codes.iter().map(|c| gas_of(&interpreter, c)).collect();
+    assert!(expected.windows(2).all(|w| w[0] < w[1]), "{expected:?}");
+    {
+        let runtime = runtime();
+        let mut service = Service::new(runtime.clone(), config.clone(), None);
+        service.on_notification(&committed(vec![deploying(
+            block(1, 1, Some(&usage)),
+            &refs,
+        )]));
+        assert!(service.wait_idle(Duration::from_secs(120)));
+        let stats = service.stats().clone();
+        assert_eq!(
+            (
+                stats.family_compilations,
+                stats.family_shares,
+                stats.compiled_optimised
+            ),
+            (1, 3, 4),
+            "{stats:?}"
+        );
+        let shared = service.compile_log().iter().filter(|e| e.shared).count();
+        assert_eq!(shared, 3);
+        for (code, gas) in codes.iter().zip(&expected) {
+            assert_eq!(service.installed(key(code)), Some(Tier::Optimised));
+            assert_eq!(gas_of(&runtime, code), *gas);
+        }
+        assert_eq!(runtime.stats.compiled_frames.load(Ordering::Relaxed), 4);
+        service.shutdown();
+    }
+    // A restart links the family's object once and serves every member from it.
+    let runtime = runtime();
+    let service = Service::new(runtime.clone(), config, None);
+    assert_eq!(service.stats().cache_loads, 4);
+    for (code, gas) in codes.iter().zip(&expected) {
+        assert_eq!(gas_of(&runtime, code), *gas);
+    }
+    assert_eq!(runtime.stats.compiled_frames.load(Ordering::Relaxed), 4);
+    assert_eq!(runtime.stats.interpreted_frames.load(Ordering::Relaxed), 0);
+    service.shutdown();
+}
+
+#[test]
+fn without_families_each_sibling_is_compiled() {
+    let codes: Vec<Vec<u8>> = [100, 200, 300].map(loop_code).to_vec();
+    let refs: Vec<&[u8]> = codes.iter().map(|c| &c[..]).collect();
+    let usage: Vec<(&[u8], u64)> = refs.iter().map(|c| (*c, 50_000)).collect();
+    let config = ServiceConfig {
+        families: false,
+        ..config()
+    };
+    let mut service = Service::new(runtime(), config, None);
+    service.on_notification(&committed(vec![deploying(
+        block(1, 1, Some(&usage)),
+        &refs,
+    )]));
+    assert!(service.wait_idle(Duration::from_secs(120)));
+    let stats = service.stats();
+    assert_eq!(
+        (
+            stats.family_compilations,
+            stats.family_shares,
+            stats.compiled_optimised
+        ),
+        (0, 0, 3),
+        "{stats:?}"
+    );
+    service.shutdown();
+}

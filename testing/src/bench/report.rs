@@ -299,6 +299,9 @@ pub struct Summary {
     compile_per_kib: BTreeMap<Mode, Vec<f64>>,
     /// mode -> background optimising compile milliseconds per KiB (`tiered`).
     optimise_per_kib: BTreeMap<Mode, Vec<f64>>,
+    /// (mode, file) -> compile milliseconds of the file's code: (first or only tier,
+    /// optimising tier of `tiered`). Workloads of one file share their code, counted once.
+    compile_cpu: BTreeMap<(Mode, String), (f64, f64)>,
 }
 
 /// Name of the pseudo-group holding every workload.
@@ -312,6 +315,7 @@ impl Summary {
             dispatch: Vec::new(),
             compile_per_kib: BTreeMap::new(),
             optimise_per_kib: BTreeMap::new(),
+            compile_cpu: BTreeMap::new(),
         }
     }
 
@@ -337,6 +341,12 @@ impl Summary {
             if let Some(x) = row.compile.as_ref().and_then(figure) {
                 by_mode.entry(row.mode).or_default().push(x);
             }
+        }
+        if let Some(c) = row.compile.as_ref() {
+            self.compile_cpu.insert(
+                (row.mode, row.file.clone()),
+                (c.compile_ms(), c.optimise_ms().unwrap_or(0.0)),
+            );
         }
         if let (Some(ratio), Mode::Interpreter) = (row.time_vs_revm, row.mode) {
             self.dispatch.push((row.workload.clone(), ratio));
@@ -405,6 +415,28 @@ impl Summary {
                     );
                 }
             }
+        }
+        let mut cpu: BTreeMap<Mode, (f64, f64, usize)> = BTreeMap::new();
+        for ((mode, _), (first, optimise)) in &self.compile_cpu {
+            let t = cpu.entry(*mode).or_default();
+            (t.0, t.1, t.2) = (t.0 + first, t.1 + optimise, t.2 + 1);
+        }
+        for (mode, (first, optimise, files)) in cpu {
+            let split = if optimise > 0.0 {
+                format!(
+                    " (quick tier {:.2} s, optimising tier {:.2} s)",
+                    first / 1e3,
+                    optimise / 1e3
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "compile CPU of the compiled code ({}): {:.2} s over {files} files{split}",
+                mode.as_str(),
+                (first + optimise) / 1e3,
+            );
         }
         if let Some((ratio, n)) = self.dispatch_ratio() {
             let (worst_name, worst) = self
