@@ -2,7 +2,9 @@
 //! reth plugs its `EvmFactory`: system calls (EIP-4788, and EIP-2935 once active), the
 //! transactions, withdrawals, over revm's [`State`] with bundle updates.
 
-use crate::{decode::EthBlock, error::Reject, spec::CancunSpec, state::SnapshotDb};
+#[cfg(doc)]
+use crate::state::SnapshotDb;
+use crate::{decode::EthBlock, error::Reject, spec::CancunSpec};
 use alloy_consensus::{transaction::Recovered, ReceiptEnvelope};
 use alloy_eips::eip7840::BlobParams;
 use alloy_evm::{
@@ -15,6 +17,7 @@ use kiln_evm::KilnEvmFactory;
 use kiln_runtime::BlockId;
 use revm::{
     database::{states::bundle_state::BundleRetention, BundleState, State},
+    database_interface::DatabaseRef,
     primitives::hardfork::SpecId,
 };
 use std::borrow::Cow;
@@ -96,12 +99,13 @@ pub fn block_env(factory: &KilnBlockExecutorFactory, block: &EthBlock) -> EvmEnv
     )
 }
 
-/// Executes `block` (whose transactions were sent by `senders`) on its parent's state `db`.
-pub fn execute_block(
+/// Executes `block` (whose transactions were sent by `senders`) on its parent's state `db`: a
+/// node's [`SnapshotDb`], or any other [`DatabaseRef`] (a witness's sparse state, say).
+pub fn execute_block<DB: DatabaseRef + std::fmt::Debug>(
     factory: &KilnBlockExecutorFactory,
     block: &EthBlock,
     senders: &[Address],
-    db: SnapshotDb<'_>,
+    db: DB,
 ) -> Result<BlockExecution, Reject> {
     let env = block_env(factory, block);
     let mut state = State::builder()

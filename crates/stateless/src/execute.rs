@@ -1,23 +1,15 @@
-//! A block executed on any [`DatabaseRef`] through alloy-evm's Ethereum block executor with
-//! kiln's EVM: what `kiln_node::execute::execute_block` does on a node's state, here on a
-//! witness's sparse state or on a recording wrapper of a node's state.
+//! A block executed on any [`DatabaseRef`] by the node's block execution
+//! ([`kiln_node::execute::execute_block`]): on a witness's sparse state, or on a recording
+//! wrapper of a node's state.
 
-use alloy_consensus::{transaction::Recovered, ReceiptEnvelope};
-use alloy_evm::{
-    block::{BlockExecutor, BlockExecutorFactory},
-    eth::EthBlockExecutionCtx,
-    EvmFactory,
-};
+use alloy_consensus::ReceiptEnvelope;
 use alloy_primitives::Address;
 use kiln_node::{
     decode::EthBlock,
-    execute::{block_env, KilnBlockExecutorFactory},
+    execute::{execute_block, KilnBlockExecutorFactory},
 };
-use revm::{
-    database::{states::bundle_state::BundleRetention, BundleState, State},
-    database_interface::DatabaseRef,
-};
-use std::{borrow::Cow, time::Instant};
+use revm::{database::BundleState, database_interface::DatabaseRef};
+use std::time::Instant;
 
 /// What executing a block produced.
 #[derive(Debug)]
@@ -34,8 +26,8 @@ pub struct Executed {
     pub elapsed: std::time::Duration,
 }
 
-/// Executes `block` (sent by `senders`) on its parent's state `db`; an error is the block
-/// executor's message, with the transaction index when there is one.
+/// Executes `block` (sent by `senders`) on its parent's state `db` with the node's block
+/// execution; an error is the executor's message, with the transaction index when there is one.
 pub fn execute<DB: DatabaseRef + std::fmt::Debug>(
     factory: &KilnBlockExecutorFactory,
     block: &EthBlock,
@@ -43,47 +35,12 @@ pub fn execute<DB: DatabaseRef + std::fmt::Debug>(
     db: DB,
 ) -> Result<Executed, String> {
     let start = Instant::now();
-    let env = block_env(factory, block);
-    let mut state = State::builder()
-        .with_database_ref(db)
-        .with_bundle_update()
-        .build();
-    let header = &block.header;
-    let ctx = EthBlockExecutionCtx {
-        parent_hash: header.parent_hash,
-        parent_beacon_block_root: header.parent_beacon_block_root,
-        ommers: &block.body.ommers,
-        withdrawals: block
-            .body
-            .withdrawals
-            .as_ref()
-            .map(|w| Cow::Borrowed(w.as_slice())),
-        extra_data: header.extra_data.clone(),
-        tx_count_hint: Some(block.body.transactions.len()),
-        slot_number: None,
-    };
-    let (receipts, gas_used, blob_gas_used) = {
-        let evm = factory.evm_factory().create_evm(&mut state, env);
-        let mut executor = factory.create_executor(evm, ctx);
-        executor
-            .apply_pre_execution_changes()
-            .map_err(|e| format!("pre-execution: {e}"))?;
-        for (index, (tx, sender)) in block.body.transactions.iter().zip(senders).enumerate() {
-            executor
-                .execute_transaction(Recovered::new_unchecked(tx, *sender))
-                .map_err(|e| format!("transaction {index}: {e}"))?;
-        }
-        let (_evm, result) = executor
-            .finish()
-            .map_err(|e| format!("post-execution: {e}"))?;
-        (result.receipts, result.gas_used, result.blob_gas_used)
-    };
-    state.merge_transitions(BundleRetention::PlainState);
+    let done = execute_block(factory, block, senders, db).map_err(|e| e.to_string())?;
     Ok(Executed {
-        receipts,
-        gas_used,
-        blob_gas_used,
-        bundle: state.take_bundle(),
+        receipts: done.receipts,
+        gas_used: done.gas_used,
+        blob_gas_used: done.blob_gas_used,
+        bundle: done.bundle,
         elapsed: start.elapsed(),
     })
 }
