@@ -392,30 +392,7 @@ fn pause_resume_disable_and_clear() {
 
 /// Runs one call of `code` (deployed at a fixed address) on a fresh EVM of `runtime`.
 fn call_once(runtime: &Arc<Runtime>, code: &[u8]) {
-    let (target, caller) = (Address::with_last_byte(0xaa), Address::with_last_byte(0xca));
-    let mut db = CacheDB::new(EmptyDB::default());
-    let bc = Bytecode::new_raw(Bytes::copy_from_slice(code));
-    db.insert_account_info(target, AccountInfo::new(U256::ZERO, 1, bc.hash_slow(), bc));
-    db.insert_account_info(
-        caller,
-        AccountInfo {
-            balance: U256::from(10u64.pow(18)),
-            ..Default::default()
-        },
-    );
-    let ctx = Context::mainnet()
-        .with_cfg(CfgEnv::new_with_spec(SPEC))
-        .with_db(db);
-    let tx = TxEnv::builder()
-        .caller(caller)
-        .kind(TxKind::Call(target))
-        .gas_limit(1_000_000)
-        .gas_price(0)
-        .build()
-        .unwrap();
-    let mut evm = KilnEvm::new(ctx, runtime.clone());
-    assert!(evm.transact_commit(tx).unwrap().is_success());
-    evm.flush_stats();
+    gas_of(runtime, code);
 }
 
 #[test]
