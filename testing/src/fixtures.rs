@@ -23,3 +23,26 @@ pub fn fixtures_dir() -> PathBuf {
         }
     }
 }
+
+/// Environment variable that turns a missing fixture into a test failure (CI sets it to `1`).
+pub const REQUIRE_ENV: &str = "KILN_REQUIRE_FIXTURES";
+
+/// `rel` under [`fixtures_dir`], for a test: `None` when it is absent, after printing that the
+/// test skipped and why; a panic instead when `KILN_REQUIRE_FIXTURES=1`.
+pub fn fixture_or_skip(rel: &str) -> Option<PathBuf> {
+    let path = fixtures_dir().join(rel);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+        panic!(
+            "fixtures not found at {} and {REQUIRE_ENV}=1",
+            path.display()
+        );
+    }
+    println!(
+        "skipped: fixtures not found at {} (set {TESTS_DIR_ENV})",
+        path.display()
+    );
+    None
+}

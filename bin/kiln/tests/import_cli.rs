@@ -31,18 +31,7 @@ fn summary(out: &Output) -> String {
 
 /// `BlockchainTests/<rel>`, or `None` when the fixtures are absent and not required.
 fn fixture(rel: &str) -> Option<PathBuf> {
-    let path = fixtures::fixtures_dir().join("BlockchainTests").join(rel);
-    if path.exists() {
-        return Some(path);
-    }
-    if std::env::var("KILN_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-        panic!(
-            "fixtures not found at {} and KILN_REQUIRE_FIXTURES=1",
-            path.display()
-        );
-    }
-    println!("skipped: fixtures not found at {}", path.display());
-    None
+    fixtures::fixture_or_skip(&format!("BlockchainTests/{rel}"))
 }
 
 #[test]

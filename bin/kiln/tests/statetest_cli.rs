@@ -95,17 +95,9 @@ fn truncated_file_is_a_clear_failure() {
 
 #[test]
 fn vm_tests_pass() {
-    let vm_tests = fixtures::fixtures_dir().join("GeneralStateTests/VMTests");
-    if !vm_tests.is_dir() {
-        if std::env::var("KILN_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-            panic!(
-                "fixtures not found at {} and KILN_REQUIRE_FIXTURES=1",
-                vm_tests.display()
-            );
-        }
-        println!("skipped: fixtures not found at {}", vm_tests.display());
+    let Some(vm_tests) = fixtures::fixture_or_skip("GeneralStateTests/VMTests") else {
         return;
-    }
+    };
     // vmPerformance is a handful of hot loops: seconds when optimized, minutes when not.
     let dirs: Vec<PathBuf> = if cfg!(debug_assertions) {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(&vm_tests)

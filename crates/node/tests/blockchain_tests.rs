@@ -5,27 +5,12 @@ use alloy_consensus::{Block, TxEnvelope};
 use alloy_primitives::{hex, B256};
 use kiln_node::{fixture::TestFile, import_paths, ImportMode, ImportOptions, Importer, Outcome};
 use kiln_runtime::Runtime;
-use kiln_testing::fixtures::fixtures_dir;
+use kiln_testing::fixtures::fixture_or_skip;
 use std::path::{Path, PathBuf};
 
-/// The BlockchainTests folder, or `None` (with the reason printed) when the fixtures are
-/// absent and not required.
+/// The BlockchainTests folder, or `None` when the fixtures are absent and not required.
 fn blockchain_tests() -> Option<PathBuf> {
-    let dir = fixtures_dir().join("BlockchainTests");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("KILN_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-        panic!(
-            "fixtures not found at {} and KILN_REQUIRE_FIXTURES=1",
-            dir.display()
-        );
-    }
-    println!(
-        "skipped: BlockchainTests fixtures not found at {} (set KILN_TESTS_DIR)",
-        dir.display()
-    );
-    None
+    fixture_or_skip("BlockchainTests")
 }
 
 #[test]

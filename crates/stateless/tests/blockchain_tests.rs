@@ -7,27 +7,12 @@ use kiln_stateless::{
     fixture::{supported, test_inputs},
     validate_all,
 };
-use kiln_testing::fixtures::fixtures_dir;
+use kiln_testing::fixtures::fixture_or_skip;
 use std::path::PathBuf;
 
-/// The ValidBlocks folder, or `None` (with the reason printed) when the fixtures are absent and
-/// not required.
+/// The ValidBlocks folder, or `None` when the fixtures are absent and not required.
 fn valid_blocks() -> Option<PathBuf> {
-    let dir = fixtures_dir().join("BlockchainTests/ValidBlocks");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("KILN_REQUIRE_FIXTURES").is_ok_and(|v| v == "1") {
-        panic!(
-            "fixtures not found at {} and KILN_REQUIRE_FIXTURES=1",
-            dir.display()
-        );
-    }
-    println!(
-        "skipped: BlockchainTests fixtures not found at {} (set KILN_TESTS_DIR)",
-        dir.display()
-    );
-    None
+    fixture_or_skip("BlockchainTests/ValidBlocks")
 }
 
 #[test]
