@@ -342,6 +342,12 @@ pub(crate) fn init_llvm() -> Result<(), CompileError> {
         // Loop strength reduction (a code-generation IR pass) builds scalar evolutions of the
         // 256-bit induction variables and rewrites them into the same loops: a noticeable part
         // of the compile time of small loops, for code that runs no faster.
+        // Machine LICM hoists every rematerialisable constant (zeroes, call arguments) out of
+        // any loop into its preheader, trusting the register allocator to sink them again: in a
+        // large contract that makes a few values with thousands of uses, which the coalescer
+        // then rematerialises copy by copy (quadratic). The allocator does put them back, so
+        // without the pass the code is the same and that work is gone. Small functions that
+        // loop have had IR-level LICM already (see [`Pipeline`]).
         // Extra LLVM options for experiments (e.g. `-regalloc=basic`), never needed in normal
         // use; they come last, and LLVM keeps an option's last value, so they can replace a
         // default.
@@ -356,6 +362,7 @@ pub(crate) fn init_llvm() -> Result<(), CompileError> {
             "-combiner-store-merging=false",
             "-grow-region-complexity-budget=1000",
             "-disable-lsr",
+            "-disable-machine-licm",
         ]
         .into_iter()
         .chain(extra.split_whitespace())
