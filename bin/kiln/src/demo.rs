@@ -103,7 +103,7 @@ pub fn run(args: DemoArgs) -> eyre::Result<ExitCode> {
             time.as_secs_f64()
         );
     }
-    println!("compilations (contract, tier, canonical height when installed):");
+    println!("compilations (contract, tier, canonical height when installed, compile time, time since the contract first ran):");
     for line in report.compile_lines() {
         println!("  {line}");
     }

@@ -357,7 +357,8 @@ impl Report {
         ))
     }
 
-    /// Lines naming each compilation: contract, tier, canonical height, compile time.
+    /// Lines naming each compilation: contract, tier, canonical height, compile time, time since
+    /// the contract first ran.
     pub fn compile_lines(&self) -> Vec<String> {
         self.kiln
             .compiles
@@ -373,8 +374,11 @@ impl Report {
                 } else {
                     format!("compile {:>7.1} ms", e.elapsed.as_secs_f64() * 1e3)
                 };
+                let seen = e.since_first_sight.map_or(String::new(), |t| {
+                    format!("{:.2} s after first sight", t.as_secs_f64())
+                });
                 format!(
-                    "{name:<24} {tier:<9} at block {:>4}  {how:<28}  ({})",
+                    "{name:<24} {tier:<9} at block {:>4}  {how:<28}  {seen:<24}  ({})",
                     e.head, e.key.0
                 )
             })
