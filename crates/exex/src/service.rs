@@ -971,6 +971,7 @@ impl Service {
             .insert(key.0, key.1, Entry::Failed(Arc::from(why.as_str())));
         self.failed.insert(key, why.clone());
         self.banned.insert(key, why);
+        self.shared.retain(|(k, _)| *k != key);
         self.queue.remove(key);
         if let Some(cache) = &self.cache {
             for optimised in [false, true] {
