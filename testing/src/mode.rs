@@ -22,6 +22,11 @@ pub enum Mode {
     /// the other blocks hand the frame to the interpreter, as the blocks a profile missed do in
     /// profile-guided compilation.
     JitPartial,
+    /// In-process JIT where each pre-state contract runs a code family's function (`kiln
+    /// fuzz`): one compiled from a sibling whose PUSH immediates differ, which reads them from
+    /// the running code (`kiln_compiler::family`), as the hot-code service serves a factory's
+    /// pools.
+    JitFamily,
     /// In-process JIT compiled from a profile: `kiln fuzz` runs each case twice under
     /// [`CompilePolicy::AfterProfile`] (interpreted while its frames are recorded, then on code
     /// compiled from that); `kiln bench` compiles from a [`kiln_evm::CoverageInspector`] profile
@@ -46,6 +51,7 @@ impl Mode {
             Self::Interpreter => "interpreter",
             Self::Jit => "jit",
             Self::JitPartial => "jit-partial",
+            Self::JitFamily => "jit-family",
             Self::JitProfiled => "jit-profiled",
             Self::JitBaseline => "jit-baseline",
             Self::Aot => "aot",
@@ -68,13 +74,14 @@ impl Mode {
     /// | `interpreter`  | interpreter | lookup only                     | as given          |
     /// | `jit`          | JIT         | on first sight                  | as given          |
     /// | `jit-partial`  | JIT         | on first sight                  | as given          |
+    /// | `jit-family`   | JIT         | on first sight                  | as given          |
     /// | `jit-profiled` | JIT         | after profile (1 run)           | as given          |
     /// | `jit-baseline` | JIT         | on first sight                  | level `baseline`  |
     /// | `aot`          | AOT         | on first sight                  | as given          |
     /// | `tiered`       | JIT         | tiered (`DEFAULT_PROMOTE_AFTER`) | as given          |
     ///
-    /// `jit-partial` registers its partial compilations itself before a case runs (the policy
-    /// compiles whatever it did not register whole). `kiln bench` compiles every code ahead of
+    /// `jit-partial` and `jit-family` register their compilations themselves before a case runs
+    /// (the policy compiles whatever they did not register). `kiln bench` compiles every code ahead of
     /// the timed runs and so runs the compiled modes other than `tiered` with
     /// [`CompilePolicy::LookupOnly`].
     pub fn runtime_config(
@@ -85,7 +92,7 @@ impl Mode {
         let (backend, policy) = match self {
             Self::Revm => return None,
             Self::Interpreter => (BackendKind::Interpreter, CompilePolicy::LookupOnly),
-            Self::Jit | Self::JitPartial | Self::JitBaseline => {
+            Self::Jit | Self::JitPartial | Self::JitFamily | Self::JitBaseline => {
                 (BackendKind::Jit, CompilePolicy::OnFirstSight)
             }
             Self::JitProfiled => (BackendKind::Jit, CompilePolicy::AfterProfile { runs: 1 }),

@@ -5,17 +5,25 @@ use std::{process::Command, time::Instant};
 
 #[test]
 fn fixed_seed_campaign_finds_no_divergence() {
-    campaign("1", &[]);
+    campaign("1", "jit", &[]);
 }
 
 /// The same on the baseline tier, which lowers every opcode differently.
 #[test]
 fn fixed_seed_campaign_finds_no_divergence_at_the_baseline_tier() {
-    campaign("2", &["--opt-level", "baseline"]);
+    campaign("2", "jit", &["--opt-level", "baseline"]);
 }
 
-/// Runs 1,000 programs from `seed` with `extra` arguments and checks that none diverged.
-fn campaign(seed: &str, extra: &[&str]) {
+/// The same on code family functions: each contract runs a function compiled from a sibling
+/// with other PUSH immediates, which it reads from the running code.
+#[test]
+fn fixed_seed_campaign_finds_no_divergence_on_family_functions() {
+    campaign("3", "jit-family", &[]);
+}
+
+/// Runs 1,000 programs from `seed` in `mode` with `extra` arguments and checks that none
+/// diverged.
+fn campaign(seed: &str, mode: &str, extra: &[&str]) {
     let out = tempfile::tempdir().expect("temporary directory");
     let started = Instant::now();
     let run = Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -28,7 +36,7 @@ fn campaign(seed: &str, extra: &[&str]) {
             "--forks",
             "cancun,prague,osaka",
             "--modes",
-            "jit",
+            mode,
         ])
         .args(extra)
         .arg("--out")

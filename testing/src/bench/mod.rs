@@ -44,7 +44,7 @@ pub struct BenchArgs {
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
 
-    /// Modes to time, comma-separated (all but `jit-partial`). The interpreter (kiln's EVM with
+    /// Modes to time, comma-separated (all but `jit-partial` and `jit-family`). The interpreter (kiln's EVM with
     /// nothing compiled) is always run: it is the reference for the agreement check and the
     /// speedups. `revm` is stock revm, for the cost of kiln's dispatch.
     #[arg(

@@ -59,9 +59,76 @@ pub fn partial_coverage(code: &[u8]) -> Coverage {
         .collect()
 }
 
+/// A sibling of `code` for `jit-family`: every PUSH immediate that does not feed a JUMP or
+/// JUMPI directly, changed (the same way for the same code).
+pub fn family_sibling(code: &[u8]) -> Vec<u8> {
+    use revm::bytecode::opcode::{JUMP, JUMPI, PUSH1, PUSH32};
+    let hash = revm::primitives::keccak256(code);
+    let mut sibling = code.to_vec();
+    let mut pc = 0;
+    while pc < code.len() {
+        let op = code[pc];
+        if (PUSH1..=PUSH32).contains(&op) {
+            let end = pc + 2 + (op - PUSH1) as usize;
+            if !matches!(code.get(end), Some(&(JUMP | JUMPI))) {
+                for (i, b) in sibling[(pc + 1).min(code.len())..end.min(code.len())]
+                    .iter_mut()
+                    .enumerate()
+                {
+                    *b ^= hash[(pc + i) % 32] | 1;
+                }
+            }
+            pc = end;
+        } else {
+            pc += 1;
+        }
+    }
+    sibling
+}
+
+/// For `jit-family`: `code`'s function compiled from [`family_sibling`] with the differing
+/// PUSHes as parameters, when the two share a family (else `None`: compile `code` itself).
+fn family_function(
+    code: &[u8],
+    spec: SpecId,
+    options: &CompileOptions,
+) -> Option<Result<kiln_runtime::CompiledCode, String>> {
+    use kiln_compiler::family;
+    let sibling = family_sibling(code);
+    let params = family::params(code, &[&sibling]).filter(|p| !p.is_empty())?;
+    let digest = family::digest(code, spec, &params).ok()?;
+    (family::digest(&sibling, spec, &params).ok()? == digest).then_some(())?;
+    let entry = kiln_compiler::next_entry_name();
+    Some(
+        kiln_compiler::compile_object(&sibling, spec, options, None, &params, &entry)
+            .and_then(|object| kiln_compiler::link_jit_object(&object, &entry))
+            .map(kiln_runtime::CompiledCode::Jit)
+            .map_err(|e| e.to_string()),
+    )
+}
+
 /// Runs `case` on kiln; a panic becomes an outcome that differs from any real one.
 pub fn run_compiled(case: &Case, rt: &ModeRuntime) -> Outcome {
     catch_unwind(AssertUnwindSafe(|| {
+        if rt.mode == Mode::JitFamily {
+            for (_, account) in &case.pre {
+                let hash = revm::primitives::keccak256(&account.code);
+                if account.code.is_empty() || rt.runtime.get(hash, case.spec).is_some() {
+                    continue;
+                }
+                let compiled = family_function(&account.code, case.spec, rt.runtime.options())
+                    .unwrap_or_else(|| {
+                        rt.runtime
+                            .compile(hash, case.spec, &account.code, None)
+                            .map_err(|e| e.to_string())
+                    });
+                let entry = match compiled {
+                    Ok(code) => Entry::Ready(Arc::new(code)),
+                    Err(e) => Entry::Failed(e.into()),
+                };
+                rt.runtime.insert(hash, case.spec, entry);
+            }
+        }
         if rt.mode == Mode::JitPartial {
             for (_, account) in &case.pre {
                 let hash = revm::primitives::keccak256(&account.code);
@@ -273,4 +340,34 @@ fn describe_state(a: &Outcome, b: &Outcome) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Most generated contracts have immediates to vary, so `jit-family` runs family functions,
+    /// not mostly the fallback.
+    #[test]
+    fn jit_family_compiles_most_contracts_from_a_sibling() {
+        let (mut family, mut total) = (0, 0);
+        for index in 0..60 {
+            let program = super::super::gen::generate(11, index, &Default::default());
+            for contract in program.pre_contracts() {
+                let code = contract.code();
+                total += 1;
+                let sibling = family_sibling(&code);
+                assert_eq!(
+                    kiln_compiler::family::skeleton(&sibling),
+                    kiln_compiler::family::skeleton(&code)
+                );
+                if let Some(f) = family_function(&code, SpecId::CANCUN, &CompileOptions::default())
+                {
+                    f.expect("a family function compiles");
+                    family += 1;
+                }
+            }
+        }
+        assert!(family * 2 > total, "{family} of {total} contracts");
+    }
 }

@@ -58,7 +58,8 @@ pub struct FuzzArgs {
     #[arg(long, default_value_t = 0)]
     start: u64,
 
-    /// Compiled modes compared with the interpreter: jit, jit-partial, jit-profiled, aot.
+    /// Compiled modes compared with the interpreter: jit, jit-partial, jit-family, jit-profiled,
+    /// aot.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "jit")]
     modes: Vec<Mode>,
 
@@ -144,7 +145,13 @@ fn parse_fork(name: &str) -> eyre::Result<Fork> {
 const BATCH: u64 = 64;
 
 /// The modes `kiln fuzz` compares with the interpreter.
-pub const MODES: [Mode; 4] = [Mode::Jit, Mode::JitPartial, Mode::JitProfiled, Mode::Aot];
+pub const MODES: [Mode; 5] = [
+    Mode::Jit,
+    Mode::JitPartial,
+    Mode::JitFamily,
+    Mode::JitProfiled,
+    Mode::Aot,
+];
 
 /// Runs the command; the exit code is non-zero when any divergence was found.
 pub fn run(args: FuzzArgs) -> eyre::Result<ExitCode> {
