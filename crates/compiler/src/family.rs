@@ -22,8 +22,9 @@ use revm::{
     primitives::{hardfork::SpecId, keccak256, B256},
 };
 
-/// PUSH1..PUSH32 instructions of `code` as (pc, immediate length), in pc order.
-fn pushes(code: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+/// PUSH1..PUSH32 instructions of `code` as (pc, immediate length), in pc order; the immediate
+/// of the last may be cut off by the end of the code.
+pub fn pushes(code: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
     let mut pc = 0usize;
     std::iter::from_fn(move || {
         while pc < code.len() {

@@ -62,25 +62,16 @@ pub fn partial_coverage(code: &[u8]) -> Coverage {
 /// A sibling of `code` for `jit-family`: every PUSH immediate that does not feed a JUMP or
 /// JUMPI directly, changed (the same way for the same code).
 pub fn family_sibling(code: &[u8]) -> Vec<u8> {
-    use revm::bytecode::opcode::{JUMP, JUMPI, PUSH1, PUSH32};
+    use revm::bytecode::opcode::{JUMP, JUMPI};
     let hash = revm::primitives::keccak256(code);
     let mut sibling = code.to_vec();
-    let mut pc = 0;
-    while pc < code.len() {
-        let op = code[pc];
-        if (PUSH1..=PUSH32).contains(&op) {
-            let end = pc + 2 + (op - PUSH1) as usize;
-            if !matches!(code.get(end), Some(&(JUMP | JUMPI))) {
-                for (i, b) in sibling[(pc + 1).min(code.len())..end.min(code.len())]
-                    .iter_mut()
-                    .enumerate()
-                {
-                    *b ^= hash[(pc + i) % 32] | 1;
-                }
-            }
-            pc = end;
-        } else {
-            pc += 1;
+    for (pc, n) in kiln_compiler::family::pushes(code) {
+        let end = pc + 1 + n;
+        if matches!(code.get(end), Some(&(JUMP | JUMPI))) {
+            continue;
+        }
+        for (i, b) in sibling[pc + 1..end.min(code.len())].iter_mut().enumerate() {
+            *b ^= hash[(pc + i) % 32] | 1;
         }
     }
     sibling
